@@ -1,0 +1,391 @@
+"""ConfigManager: the API every front end uses — Python callers, the CLI, the admin API.
+
+It validates (names, JSON, schemas), stamps commands with author and time, proposes
+them through the transport and turns deterministic rejections into errors. Reads go
+to storage, after a read barrier when they must be linearizable.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import jsonpatch
+import msgspec
+from pydantic import BaseModel
+
+from aether_core.commands import (
+    Command,
+    DeleteConfig,
+    PutConfig,
+    PutSchema,
+    RollbackConfig,
+)
+from aether_core.errors import (
+    AlreadyExists,
+    BadRequest,
+    NotFound,
+    SchemaIncompatible,
+    VersionConflict,
+)
+from aether_core.records import CommitResult, Page, Record
+from aether_core.schemas import binding_for, check_schema_document, schema_errors, validate
+from aether_core.statemachine import CONFIG, SCHEMA, StateMachine
+from aether_core.storage.base import SnapshotHeader, Storage
+from aether_core.transport.base import Transport
+from aether_core.transport.local import LocalTransport
+from aether_core.watch import Subscription, WatchHub
+
+M = TypeVar("M", bound=BaseModel)
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+MAX_NAME = 256
+MAX_PAGE = 1000
+
+
+def check_name(name: str, what: str = "config") -> None:
+    if not isinstance(name, str) or len(name) > MAX_NAME or not _NAME.match(name):
+        raise BadRequest(
+            f"{what} name {name!r} is invalid: use letters, digits, '_', '-', '.' in "
+            f"segments separated by '/', at most {MAX_NAME} characters"
+        )
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(f"cursor {cursor!r} is not one this server issued") from None
+
+
+class ConfigManager:
+    """Versioned, typed configuration over any storage and transport.
+
+    ``ConfigManager(MemoryStorage())`` is a complete embedded store: with no transport
+    given, commands are applied locally. Call :meth:`start` (or use ``async with``)
+    before anything else.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        transport: Transport | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        watch_queue_size: int = 1024,
+    ) -> None:
+        self.storage = storage
+        self.transport = transport or LocalTransport()
+        self.state_machine = StateMachine(storage)
+        self.hub = WatchHub(storage, queue_size=watch_queue_size)
+        self._clock = clock
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.storage.open()
+        await self.transport.start(self.state_machine)
+        await self.hub.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.hub.stop()
+        await self.transport.close()
+        await self.storage.close()
+
+    async def __aenter__(self) -> ConfigManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- proposing -----------------------------------------------------------------
+
+    async def _propose(self, command: Command) -> CommitResult:
+        result = await self.transport.propose(command)
+        rejection = result.rejection
+        if rejection is None:
+            return result
+        if rejection.code == "conflict":
+            if rejection.expected_version == 0:
+                raise AlreadyExists(
+                    f"{rejection.kind} {rejection.name!r} already exists "
+                    f"(version {rejection.current_version})",
+                    current_version=rejection.current_version,
+                )
+            raise VersionConflict(
+                rejection.detail,
+                current_version=rejection.current_version,
+                expected_version=rejection.expected_version,
+            )
+        if rejection.code == "not-found":
+            raise NotFound(rejection.detail)
+        raise BadRequest(rejection.detail)
+
+    def _stamp(self) -> float:
+        return self._clock()
+
+    # -- configs -------------------------------------------------------------------
+
+    async def put(
+        self,
+        name: str,
+        value: Any,
+        *,
+        expected_version: int | None = None,
+        schema: str | None = None,
+        author: str = "",
+        comment: str = "",
+    ) -> Record:
+        """Write the next version of ``name`` and return it.
+
+        :param expected_version: compare-and-set: the version ``name`` must be at now
+            (0: it must not exist). A mismatch raises :class:`VersionConflict`.
+        :param schema: bind the config to this schema (it stays bound for later versions).
+        :raises ValidationFailed: the value breaks the config's schema (nothing written).
+        """
+        check_name(name)
+        if expected_version is not None and expected_version < 0:
+            raise BadRequest("expected_version must be 0 or more")
+        try:
+            value = msgspec.json.decode(msgspec.json.encode(value))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise BadRequest(f"config {name!r}: value is not JSON ({exc})") from None
+        if schema is not None:
+            check_name(schema, "schema")
+        head = await self.storage.get(CONFIG, name)
+        explicit = schema or (head.meta.get("schema") if head else None)
+        await self._validate(name, explicit, value)
+        result = await self._propose(
+            PutConfig(
+                name=name, value=value, expected_version=expected_version, schema=schema,
+                author=author, comment=comment, timestamp=self._stamp(),
+            )
+        )
+        return result.records[0]
+
+    async def create(self, name: str, value: Any, **kwargs: Any) -> Record:
+        """Like :meth:`put`, but :class:`AlreadyExists` if ``name`` exists."""
+        return await self.put(name, value, expected_version=0, **kwargs)
+
+    async def _validate(self, name: str, explicit: str | None, value: Any) -> None:
+        schemas = await self._all_heads(SCHEMA)
+        bound = binding_for(name, explicit, schemas)
+        if explicit is not None and bound is None:
+            raise NotFound(f"schema {explicit!r} does not exist")
+        if bound is not None:
+            validate(name, bound.name, bound.value["schema"], value)
+
+    async def get(
+        self, name: str, version: int | None = None, *, consistent: bool = True
+    ) -> Record:
+        """The latest version of ``name`` (or ``version``).
+
+        :param consistent: linearizable read (a read barrier first); ``False`` serves
+            this node's possibly stale copy.
+        :raises NotFound: no such config or version, or the config is deleted.
+        """
+        check_name(name)
+        if consistent:
+            await self.transport.read_barrier()
+        record = await self.storage.get(CONFIG, name, version)
+        if record is None:
+            what = f"version {version} of config" if version else "config"
+            raise NotFound(f"{what} {name!r} does not exist")
+        if record.deleted:
+            raise NotFound(
+                f"config {name!r} was deleted at version {record.version}",
+                deleted_version=record.version,
+            )
+        return record
+
+    async def get_typed(self, name: str, model: type[M], version: int | None = None) -> M:
+        """The config parsed into a Pydantic model."""
+        return model.model_validate((await self.get(name, version)).value)
+
+    async def versions(self, name: str) -> list[Record]:
+        """Every version, oldest first, tombstones included."""
+        check_name(name)
+        history = await self.storage.history(CONFIG, name)
+        if not history:
+            raise NotFound(f"config {name!r} does not exist")
+        return history
+
+    async def list_configs(
+        self, prefix: str = "", *, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """Live configs whose name starts with ``prefix``, by name, a page at a time."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be between 1 and {MAX_PAGE}")
+        after = _decode_cursor(cursor) if cursor else None
+        items = await self.storage.heads(CONFIG, prefix, after=after, limit=limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items=items, next_cursor=_encode_cursor(items[-1].name) if more else None)
+
+    async def delete(
+        self, name: str, *, expected_version: int | None = None, author: str = "",
+        comment: str = "",
+    ) -> Record:
+        """Write a tombstone; history stays and the name can be created again."""
+        check_name(name)
+        result = await self._propose(
+            DeleteConfig(
+                name=name, expected_version=expected_version, author=author,
+                comment=comment, timestamp=self._stamp(),
+            )
+        )
+        return result.records[0]
+
+    async def rollback(
+        self, name: str, to_version: int, *, expected_version: int | None = None,
+        author: str = "", comment: str = "",
+    ) -> Record:
+        """Write a new version whose value equals ``to_version``'s (checked by its schema)."""
+        check_name(name)
+        target = await self.storage.get(CONFIG, name, to_version)
+        if target is None or target.deleted:
+            raise NotFound(f"config {name!r} has no version {to_version} to roll back to")
+        await self._validate(name, target.meta.get("schema"), target.value)
+        result = await self._propose(
+            RollbackConfig(
+                name=name, to_version=to_version, expected_version=expected_version,
+                author=author, comment=comment, timestamp=self._stamp(),
+            )
+        )
+        return result.records[0]
+
+    async def diff(self, name: str, from_version: int, to_version: int) -> dict[str, Any]:
+        """An RFC 6902 JSON Patch that turns ``from_version`` into ``to_version``."""
+        check_name(name)
+        old = await self.storage.get(CONFIG, name, from_version)
+        new = await self.storage.get(CONFIG, name, to_version)
+        for version, record in ((from_version, old), (to_version, new)):
+            if record is None:
+                raise NotFound(f"config {name!r} has no version {version}")
+        assert old is not None and new is not None
+        patch = jsonpatch.make_patch(old.value, new.value).patch
+        return {"name": name, "from": from_version, "to": to_version, "patch": patch}
+
+    # -- schemas -------------------------------------------------------------------
+
+    async def _all_heads(self, kind: str) -> list[Record]:
+        out: list[Record] = []
+        after: str | None = None
+        while batch := await self.storage.heads(kind, after=after, limit=MAX_PAGE):
+            out.extend(batch)
+            after = batch[-1].name
+        return out
+
+    async def check_schema(
+        self, name: str, schema: dict[str, Any], bind: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Dry run: the live configs that ``schema`` (as ``name``) would reject.
+
+        Each entry is ``{"name", "version", "errors": [{"path", "message"}]}``.
+        """
+        check_name(name, "schema")
+        check_schema_document(name, schema)
+        current = await self.storage.get(SCHEMA, name)
+        if bind is None:
+            bind = list(current.value.get("bind", [])) if current and not current.deleted else []
+        candidate = Record(
+            kind=SCHEMA, name=name, version=0, revision=0,
+            value={"schema": schema, "bind": bind},
+        )
+        others = [s for s in await self._all_heads(SCHEMA) if s.name != name]
+        broken: list[dict[str, Any]] = []
+        for config in await self._all_heads(CONFIG):
+            bound = binding_for(config.name, config.meta.get("schema"), [*others, candidate])
+            if bound is not candidate:
+                continue
+            errors = schema_errors(schema, config.value)
+            if errors:
+                broken.append({"name": config.name, "version": config.version, "errors": errors})
+        return broken
+
+    async def put_schema(
+        self,
+        name: str,
+        schema: dict[str, Any] | type[BaseModel],
+        *,
+        bind: list[str] | None = None,
+        force: bool = False,
+        expected_version: int | None = None,
+        author: str = "",
+        comment: str = "",
+    ) -> Record:
+        """Register the next version of a schema (JSON Schema, or a Pydantic model class).
+
+        :param bind: name prefixes the schema governs (configs may also name it).
+        :param force: write even if live configs would break; otherwise
+            :class:`SchemaIncompatible` lists them and nothing changes.
+        """
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            schema = schema.model_json_schema()
+        for prefix in bind or []:
+            if not isinstance(prefix, str) or (prefix and not _NAME.match(prefix.rstrip("/"))):
+                raise BadRequest(f"schema {name!r}: bind prefix {prefix!r} is not a name prefix")
+        broken = await self.check_schema(name, schema, bind)
+        if broken and not force:
+            names = ", ".join(f"{b['name']} (v{b['version']})" for b in broken)
+            raise SchemaIncompatible(
+                f"schema {name!r} would reject {len(broken)} live config(s): {names}",
+                broken=broken,
+            )
+        current = await self.storage.get(SCHEMA, name)
+        if bind is None:
+            bind = list(current.value.get("bind", [])) if current else []
+        result = await self._propose(
+            PutSchema(
+                name=name, schema=schema, bind=bind, expected_version=expected_version,
+                author=author, comment=comment, timestamp=self._stamp(),
+            )
+        )
+        return result.records[0]
+
+    async def get_schema(self, name: str, version: int | None = None) -> Record:
+        check_name(name, "schema")
+        record = await self.storage.get(SCHEMA, name, version)
+        if record is None:
+            raise NotFound(f"schema {name!r} does not exist")
+        return record
+
+    async def list_schemas(self) -> list[Record]:
+        return await self._all_heads(SCHEMA)
+
+    # -- watch, export, import -----------------------------------------------------
+
+    async def watch(
+        self, prefix: str = "", since: int | None = None, *, kinds: frozenset[str] | None = None
+    ) -> Subscription:
+        """Change events after revision ``since`` (now, if ``None``); see :class:`WatchHub`."""
+        return await self.hub.subscribe(prefix, since, kinds=kinds)
+
+    async def revision(self) -> int:
+        return await self.storage.revision()
+
+    def export(self) -> AsyncIterator[bytes]:
+        """Everything, with history and revisions, as a portable JSON-lines file."""
+        return self.storage.snapshot()
+
+    async def import_(self, chunks: AsyncIterable[bytes]) -> SnapshotHeader:
+        """Load an export into this store, which must be empty. Revisions are kept."""
+        if await self.storage.revision() != 0:
+            raise BadRequest(
+                "import needs an empty store: this one is at revision "
+                f"{await self.storage.revision()}"
+            )
+        return await self.storage.restore(chunks)

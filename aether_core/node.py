@@ -1,0 +1,106 @@
+"""A node: the providers a manifest names, built and started in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+from typing import Any
+
+import structlog
+
+from aether_core.auth.base import Auth
+from aether_core.manager import ConfigManager
+from aether_core.manifest import Manifest, Section
+from aether_core.plugins import Plugins
+from aether_core.providers import NodeInfo, build
+from aether_core.services import Service
+from aether_core.storage.base import Storage
+from aether_core.transport.base import Transport
+from aether_core.watch import Watcher
+
+log = structlog.get_logger("aether.node")
+
+
+class Node:
+    """One Aether node. ``start`` builds storage → transport → manager → auth → watchers
+    → services; ``stop`` undoes it in reverse. Nothing is built until ``start``."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        assert manifest.plugins is not None, "resolve the manifest first"
+        self.manifest = manifest
+        self.plugins: Plugins = manifest.plugins
+        self.info: NodeInfo = manifest.info
+        self.manager: ConfigManager | None = None
+        self.auth: Auth | None = None
+        self.services: list[Service] = []
+        self.watchers: list[Watcher] = []
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def config(self) -> ConfigManager:
+        if self.manager is None:
+            raise RuntimeError("node is not started")
+        return self.manager
+
+    def _build(self, section: Section) -> Any:
+        return build(self.plugins.get(section.kind, section.use), section.settings, self.info)
+
+    async def start(self) -> None:
+        m = self.manifest
+        self.info.data_dir.mkdir(parents=True, exist_ok=True)
+        storage: Storage = self._build(m.storage)
+        transport: Transport = self._build(m.transport)
+        self.manager = ConfigManager(storage, transport)
+        await self.manager.start()
+        if m.auth is not None:
+            self.auth = self._build(m.auth)
+            await self.auth.start()
+        for section in m.watchers:
+            watcher: Watcher = self._build(section)
+            await watcher.start(self)
+            self.manager.hub.add_watcher(watcher)
+            self.watchers.append(watcher)
+        for section in m.services:
+            service: Service = self._build(section)
+            await service.start(self)
+            self.services.append(service)
+        for result in self.plugins.hook.aether_startup(node=self):
+            if inspect.isawaitable(result):
+                await result
+        log.info(
+            "node started", node=self.name, storage=m.storage.use, transport=m.transport.use,
+            services=[s.use for s in m.services], revision=await self.manager.revision(),
+        )
+
+    async def stop(self) -> None:
+        for result in self.plugins.hook.aether_shutdown(node=self):
+            with contextlib.suppress(Exception):
+                if inspect.isawaitable(result):
+                    await result
+        for service in reversed(self.services):
+            await service.stop()
+        self.services.clear()
+        for watcher in self.watchers:
+            await watcher.close()
+        self.watchers.clear()
+        if self.manager is not None:
+            await self.manager.close()
+        log.info("node stopped", node=self.name)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Start, serve until SIGINT/SIGTERM (or ``stop`` is set), then stop cleanly."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,276 @@
+"""``sqlite``: the embedded default. One file in the node's data directory.
+
+WAL journal with ``synchronous=FULL``: every commit fsyncs the WAL before
+:meth:`SqliteStorage.commit` returns, so an acknowledged write survives kill -9 and
+power loss. All SQL runs on one connection in a worker thread, so a slow fsync never
+blocks the event loop; a lock keeps that connection to one statement stream at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from aether_core.errors import StorageFault
+from aether_core.records import CommitResult, Record, Write
+from aether_core.storage.base import Storage, StorageSettings
+from aether_core.storage.memory import check_expectations
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    revision  INTEGER PRIMARY KEY,
+    kind      TEXT    NOT NULL,
+    name      TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    deleted   INTEGER NOT NULL,
+    body      BLOB    NOT NULL,
+    UNIQUE (kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS heads (
+    kind     TEXT    NOT NULL,
+    name     TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    deleted  INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.Decoder(Record).decode
+
+
+class SqliteSettings(StorageSettings):
+    """``[storage] use = "sqlite"``."""
+
+    #: Database file; relative paths are inside the node's data directory.
+    path: str = "aether.db"
+    #: How long a writer waits for another process's lock before failing (seconds).
+    busy_timeout: float = 5.0
+
+
+class SqliteStorage(Storage):
+    name = "sqlite"
+    Settings = SqliteSettings
+
+    def __init__(self, path: str | Path = "aether.db", *, busy_timeout: float = 5.0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: SqliteSettings, data_dir: Path) -> SqliteStorage:
+        path = Path(settings.path)
+        return cls(path if path.is_absolute() else data_dir / path,
+                   busy_timeout=settings.busy_timeout)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                if self._conn is None:
+                    raise StorageFault(f"sqlite storage {self.path} is not open")
+                try:
+                    return fn(self._conn)
+                except sqlite3.Error as exc:
+                    raise StorageFault(f"sqlite storage {self.path}: {exc}") from exc
+
+        return await asyncio.to_thread(call)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=self.busy_timeout,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        try:
+            self._conn = await asyncio.to_thread(connect)
+        except sqlite3.Error as exc:
+            raise StorageFault(f"cannot open sqlite storage {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with self._lock:
+                conn.close()
+
+    @staticmethod
+    def _state(conn: sqlite3.Connection, key: str) -> int:
+        row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _set_state(conn: sqlite3.Connection, key: str, value: int) -> None:
+        conn.execute(
+            "INSERT INTO state(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, record: Record) -> None:
+        conn.execute(
+            "INSERT INTO records(revision, kind, name, version, deleted, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.revision, record.kind, record.name, record.version,
+             int(record.deleted), _encode(record)),
+        )
+        conn.execute(
+            "INSERT INTO heads(kind, name, version, revision, deleted) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(kind, name) DO UPDATE SET version = excluded.version, "
+            "revision = excluded.revision, deleted = excluded.deleted",
+            (record.kind, record.name, record.version, record.revision, int(record.deleted)),
+        )
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def commit(self, writes: Sequence[Write], log_index: int | None = None) -> CommitResult:
+        def txn(conn: sqlite3.Connection) -> CommitResult:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._commit_locked(conn, writes, log_index)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        result = await self._run(txn)
+        if result.records:
+            self._notify()
+        return result
+
+    def _commit_locked(
+        self, conn: sqlite3.Connection, writes: Sequence[Write], log_index: int | None
+    ) -> CommitResult:
+        if log_index is not None and log_index <= self._state(conn, "applied_index"):
+            return CommitResult(replayed=True)
+        current: dict[tuple[str, str], int] = {}
+        for w in writes:
+            row = conn.execute(
+                "SELECT version FROM heads WHERE kind = ? AND name = ?", (w.kind, w.name)
+            ).fetchone()
+            current[(w.kind, w.name)] = int(row[0]) if row else 0
+        rejection = check_expectations(writes, current)
+        if log_index is not None:
+            self._set_state(conn, "applied_index", log_index)
+        if rejection:
+            return CommitResult(rejection=rejection)
+        row = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM records").fetchone()
+        revision = int(row[0])
+        written = []
+        for w in writes:
+            revision += 1
+            record = w.to_record(revision)
+            self._insert(conn, record)
+            written.append(record)
+        return CommitResult(records=written)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def _records(self, sql: str, params: tuple[Any, ...]) -> list[Record]:
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [_decode(row[0]) for row in rows]
+
+    async def get(self, kind: str, name: str, version: int | None = None) -> Record | None:
+        if version is None:
+            found = await self._records(
+                "SELECT r.body FROM heads h JOIN records r ON r.revision = h.revision "
+                "WHERE h.kind = ? AND h.name = ?",
+                (kind, name),
+            )
+        else:
+            found = await self._records(
+                "SELECT body FROM records WHERE kind = ? AND name = ? AND version = ?",
+                (kind, name, version),
+            )
+        return found[0] if found else None
+
+    async def history(self, kind: str, name: str) -> list[Record]:
+        return await self._records(
+            "SELECT body FROM records WHERE kind = ? AND name = ? ORDER BY version",
+            (kind, name),
+        )
+
+    async def heads(
+        self, kind: str, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> list[Record]:
+        # Range scan on the primary key: names in [prefix, prefix + U+10FFFF).
+        low = max(prefix, after) if after is not None else prefix
+        op = ">" if after is not None and after >= prefix else ">="
+        return await self._records(
+            "SELECT r.body FROM heads h JOIN records r ON r.revision = h.revision "
+            f"WHERE h.kind = ? AND h.name {op} ? AND h.name < ? AND h.deleted = 0 "
+            "ORDER BY h.name LIMIT ?",
+            (kind, low, prefix + "\U0010ffff", limit),
+        )
+
+    async def revision(self) -> int:
+        return await self._run(
+            lambda conn: int(
+                conn.execute("SELECT COALESCE(MAX(revision), 0) FROM records").fetchone()[0]
+            )
+        )
+
+    async def applied_index(self) -> int:
+        return await self._run(lambda conn: self._state(conn, "applied_index"))
+
+    async def records_since(self, revision: int, limit: int = 1000) -> list[Record]:
+        return await self._records(
+            "SELECT body FROM records WHERE revision > ? ORDER BY revision LIMIT ?",
+            (revision, limit),
+        )
+
+    async def compacted_revision(self) -> int:
+        return await self._run(lambda conn: self._state(conn, "compacted_revision"))
+
+    async def compact(self, revision: int) -> None:
+        def txn(conn: sqlite3.Connection) -> None:
+            top = int(conn.execute("SELECT COALESCE(MAX(revision), 0) FROM records").fetchone()[0])
+            target = max(self._state(conn, "compacted_revision"), min(revision, top))
+            self._set_state(conn, "compacted_revision", target)
+
+        await self._run(txn)
+
+    async def replace_all(
+        self, records: Iterable[Record], *, applied_index: int, compacted_revision: int
+    ) -> None:
+        items = list(records)
+
+        def txn(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM records")
+                conn.execute("DELETE FROM heads")
+                conn.execute("DELETE FROM state")
+                for record in items:
+                    self._insert(conn, record)
+                self._set_state(conn, "applied_index", applied_index)
+                self._set_state(conn, "compacted_revision", compacted_revision)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        await self._run(txn)

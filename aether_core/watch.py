@@ -1,0 +1,234 @@
+"""The watch hub: change events, in revision order, to every subscriber.
+
+One pump reads the storage change feed and fans each event out to bounded per-subscriber
+queues. A new subscriber registers its queue *before* it reads the stored history after
+its start revision, then drops from the queue what the history already gave it — so it
+sees every change after ``since`` exactly once, in order, with no gap between history and
+live. A subscriber whose queue fills is cut off with a reason; writers never wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import structlog
+
+from aether_core.errors import AetherError
+from aether_core.providers import ProviderSettings
+from aether_core.records import ChangeEvent
+from aether_core.storage.base import Storage
+
+if TYPE_CHECKING:
+    from aether_core.node import Node
+
+log = structlog.get_logger("aether.watch")
+
+
+class SubscriberDropped(AetherError):
+    """The subscriber fell too far behind and was cut off; resume from its last revision."""
+
+    status, code, title = 503, "subscriber-dropped", "Watch stream dropped"
+
+
+class Subscription:
+    """An async iterator of :class:`ChangeEvent` after ``since`` whose name starts with
+    ``prefix`` (and whose kind is in ``kinds``, when given)."""
+
+    def __init__(
+        self,
+        hub: WatchHub,
+        *,
+        prefix: str,
+        since: int,
+        kinds: frozenset[str] | None,
+        queue_size: int,
+    ) -> None:
+        self.hub = hub
+        self.prefix = prefix
+        self.kinds = kinds
+        self.cursor = since
+        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(queue_size)
+        self._history: list[ChangeEvent] | None = None  # None: still catching up
+        self.dropped: str | None = None
+        self._wakeup = asyncio.Event()
+
+    def matches(self, event: ChangeEvent) -> bool:
+        return event.name.startswith(self.prefix) and (
+            self.kinds is None or event.kind in self.kinds
+        )
+
+    def _offer(self, event: ChangeEvent) -> None:
+        if self.dropped or not self.matches(event):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped = (
+                f"subscriber fell {self._queue.maxsize} events behind at revision "
+                f"{event.revision}; resume from revision {self.cursor}"
+            )
+            self.hub._unregister(self)
+            self._wakeup.set()
+
+    def __aiter__(self) -> AsyncIterator[ChangeEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ChangeEvent]:
+        try:
+            # History first, straight from storage (raises Compacted if it is gone).
+            while batch := await self.hub.storage.changes(self.cursor):
+                for record in batch:
+                    event = ChangeEvent.from_record(record)
+                    self.cursor = event.revision
+                    if self.matches(event):
+                        yield event
+            # Then live events; those the history already covered are skipped.
+            while True:
+                if self._queue.empty():
+                    if self.dropped:
+                        raise SubscriberDropped(self.dropped, resume_from=self.cursor)
+                    self._wakeup.clear()
+                    getter = asyncio.ensure_future(self._queue.get())
+                    waker = asyncio.ensure_future(self._wakeup.wait())
+                    try:
+                        await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waker.cancel()
+                        if not getter.done():
+                            getter.cancel()
+                    if not getter.done() or getter.cancelled():
+                        continue
+                    event = getter.result()
+                else:
+                    event = self._queue.get_nowait()
+                if event.revision <= self.cursor:
+                    continue
+                self.cursor = event.revision
+                yield event
+        finally:
+            self.hub._unregister(self)
+
+    def close(self) -> None:
+        self.hub._unregister(self)
+
+
+class WatcherSettings(ProviderSettings):
+    """Base of every watcher provider's manifest settings (unknown keys are errors)."""
+
+
+class Watcher:
+    """A watcher plugin: receives committed events in revision order.
+
+    :meth:`deliver` may be slow or raise; the hub retries it with back-off and never
+    lets it delay a commit. It sees each event after its start at least once; with a
+    successful delivery exactly once.
+    """
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[WatcherSettings]] = WatcherSettings
+    #: Only events whose name starts with this are delivered.
+    prefix: str = ""
+
+    async def start(self, node: Node) -> None:
+        """Called once before the first delivery."""
+
+    async def deliver(self, event: ChangeEvent) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Called once at shutdown."""
+
+
+class WatchHub:
+    """Fans the storage change feed out to subscribers and watcher plugins."""
+
+    def __init__(self, storage: Storage, *, queue_size: int = 1024) -> None:
+        self.storage = storage
+        self.queue_size = queue_size
+        self._subscribers: set[Subscription] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.head = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        self.head = await self.storage.revision()
+        self._tasks.append(asyncio.create_task(self._pump(self.head), name="aether-watch-pump"))
+
+    async def _pump(self, since: int) -> None:
+        async for event in self.storage.feed(since):
+            self.head = event.revision
+            for subscriber in list(self._subscribers):
+                subscriber._offer(event)
+
+    async def subscribe(
+        self,
+        prefix: str = "",
+        since: int | None = None,
+        *,
+        kinds: frozenset[str] | None = None,
+        queue_size: int | None = None,
+    ) -> Subscription:
+        """Events after revision ``since`` (now, when ``None``) for names under ``prefix``.
+
+        Iterating raises :class:`~aether_core.errors.Compacted` if ``since`` is older than
+        the feed keeps, and :class:`SubscriberDropped` if the subscriber falls behind.
+        """
+        start = await self.storage.revision() if since is None else since
+        subscription = Subscription(
+            self, prefix=prefix, since=start, kinds=kinds,
+            queue_size=queue_size or self.queue_size,
+        )
+        self._subscribers.add(subscription)
+        return subscription
+
+    def _unregister(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def add_watcher(self, watcher: Watcher, *, since: int | None = None) -> None:
+        """Deliver every event after ``since`` to ``watcher``, retrying failures."""
+        self._tasks.append(
+            asyncio.create_task(self._drive(watcher, since), name=f"aether-watcher-{watcher.name}")
+        )
+
+    async def _drive(self, watcher: Watcher, since: int | None) -> None:
+        cursor = self.head if since is None else since
+        while True:
+            subscription = await self.subscribe(watcher.prefix, cursor)
+            try:
+                async for event in subscription:
+                    await self._deliver_with_retry(watcher, event)
+                    cursor = event.revision
+            except SubscriberDropped as exc:
+                log.warning("watcher fell behind; resuming", watcher=watcher.name, reason=str(exc))
+
+    async def _deliver_with_retry(self, watcher: Watcher, event: ChangeEvent) -> None:
+        delay = 0.05
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await watcher.deliver(event)
+                return
+            except Exception as exc:
+                log.warning(
+                    "watcher delivery failed; retrying",
+                    watcher=watcher.name, revision=event.revision, attempt=attempt,
+                    error=type(exc).__name__, retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._subscribers.clear()
