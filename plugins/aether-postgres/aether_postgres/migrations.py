@@ -1,0 +1,167 @@
+"""Versioned schema migrations, applied at :meth:`PostgresStorage.open`.
+
+Every node runs :func:`migrate` when it starts. A transaction-scoped advisory lock keyed
+on the schema name makes concurrent starts take turns: the first applies what is
+missing, the others then find nothing left to do. DDL in Postgres is transactional, so a
+migration that fails leaves the schema as it was.
+
+Never edit a migration that has shipped; append a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import LiteralString
+
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from aether_core.errors import StorageFault
+
+log = structlog.get_logger("aether.postgres")
+
+# Templates for psycopg.sql: {s} becomes the quoted schema identifier, {channel} the
+# notification channel as a string literal.
+_V1: LiteralString = """
+CREATE TABLE {s}.meta (
+    id                 integer PRIMARY KEY CHECK (id = 1),
+    revision           bigint  NOT NULL,
+    applied_index      bigint  NOT NULL,
+    compacted_revision bigint  NOT NULL
+);
+INSERT INTO {s}.meta VALUES (1, 0, 0, 0);
+
+CREATE TABLE {s}.records (
+    revision bigint  PRIMARY KEY,
+    kind     text    COLLATE "C" NOT NULL,
+    name     text    COLLATE "C" NOT NULL,
+    version  bigint  NOT NULL,
+    deleted  boolean NOT NULL,
+    body     bytea   NOT NULL,
+    UNIQUE (kind, name, version)
+);
+
+CREATE TABLE {s}.heads (
+    kind     text    COLLATE "C" NOT NULL,
+    name     text    COLLATE "C" NOT NULL,
+    version  bigint  NOT NULL,
+    revision bigint  NOT NULL,
+    deleted  boolean NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+
+-- One command, one round trip, one transaction. The row lock on meta serialises every
+-- writer of the deployment (on any node), so revisions are gap-free and the version
+-- check below reads heads as the previous commit left them.
+CREATE FUNCTION {s}.commit_writes(
+    p_kinds text[], p_names text[], p_expected bigint[], p_deleted boolean[],
+    p_bodies bytea[], p_log_index bigint,
+    OUT o_status text, OUT o_first bigint, OUT o_at integer, OUT o_current bigint
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    m   record;
+    cur bigint;
+    rev bigint;
+    n   integer := coalesce(array_length(p_kinds, 1), 0);
+BEGIN
+    SELECT * INTO m FROM {s}.meta WHERE id = 1 FOR UPDATE;
+    o_first := m.revision + 1;
+    o_at := 0;
+    o_current := 0;
+    IF p_log_index IS NOT NULL THEN
+        IF p_log_index <= m.applied_index THEN
+            o_status := 'replayed';
+            RETURN;
+        END IF;
+        UPDATE {s}.meta SET applied_index = p_log_index WHERE id = 1;
+    END IF;
+    FOR i IN 1 .. n LOOP
+        SELECT h.version INTO cur FROM {s}.heads h
+         WHERE h.kind = p_kinds[i] AND h.name = p_names[i];
+        cur := coalesce(cur, 0);
+        IF cur <> p_expected[i] THEN
+            o_status := 'conflict';
+            o_at := i;
+            o_current := cur;
+            RETURN;
+        END IF;
+    END LOOP;
+    rev := m.revision;
+    FOR i IN 1 .. n LOOP
+        rev := rev + 1;
+        INSERT INTO {s}.records (revision, kind, name, version, deleted, body)
+        VALUES (rev, p_kinds[i], p_names[i], p_expected[i] + 1, p_deleted[i], p_bodies[i]);
+        INSERT INTO {s}.heads AS h (kind, name, version, revision, deleted)
+        VALUES (p_kinds[i], p_names[i], p_expected[i] + 1, rev, p_deleted[i])
+        ON CONFLICT (kind, name) DO UPDATE
+            SET version = excluded.version, revision = excluded.revision,
+                deleted = excluded.deleted;
+    END LOOP;
+    IF n > 0 THEN
+        UPDATE {s}.meta SET revision = rev WHERE id = 1;
+        -- Delivered at commit, to every node listening; the payload is only a hint,
+        -- listeners re-read the records table by revision.
+        PERFORM pg_notify({channel}, rev::text);
+    END IF;
+    o_status := 'ok';
+END
+$fn$;
+"""
+
+#: (version, description, SQL template). Append only.
+MIGRATIONS: list[tuple[int, str, LiteralString]] = [
+    (1, "records, heads, meta and commit_writes()", _V1),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``schema`` (hashtext is not stable
+    across Postgres versions, so the key is computed here)."""
+    digest = hashlib.blake2b(f"aether-migrate:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def channel_for(schema: str) -> str:
+    return f"aether_{schema}"
+
+
+def _render(template: LiteralString, schema: str) -> sql.Composed:
+    return sql.SQL(template).format(
+        s=sql.Identifier(schema), channel=sql.Literal(channel_for(schema))
+    )
+
+
+async def migrate(conn: psycopg.AsyncConnection[TupleRow], schema: str) -> list[int]:
+    """Bring ``schema`` to :data:`LATEST`; returns the versions this call applied."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema),))
+        await conn.execute(_render("CREATE SCHEMA IF NOT EXISTS {s}", schema))
+        await conn.execute(_render(
+            "CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())", schema))
+        cur = await conn.execute(_render("SELECT version FROM {s}.schema_migrations", schema))
+        done = {int(row[0]) for row in await cur.fetchall()}
+        newest = max(done, default=0)
+        if newest > LATEST:
+            raise StorageFault(
+                f"postgres schema {schema!r} is at migration {newest}, newer than this "
+                f"aether-postgres knows ({LATEST}); upgrade aether-postgres on this node"
+            )
+        for version, description, template in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(_render(template, schema))
+            await conn.execute(
+                _render("INSERT INTO {s}.schema_migrations (version, description) "
+                        "VALUES (%s, %s)", schema),
+                (version, description),
+            )
+            applied.append(version)
+    if applied:
+        log.info("postgres schema migrated", schema=schema, applied=applied)
+    return applied

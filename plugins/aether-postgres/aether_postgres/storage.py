@@ -1,0 +1,388 @@
+"""``postgres``: one database shared by several stateless Aether nodes.
+
+Every commit is one call of the schema's ``commit_writes()`` function: one round trip
+and one transaction that locks the ``meta`` row (so writers on all nodes take turns and
+revisions come out gap-free), skips a log index already applied, checks each expected
+version against ``heads``, appends to ``records`` and NOTIFYs the deployment's channel.
+Reads go straight to the tables through a connection pool; the change feed reads
+``records`` by revision and sleeps on LISTEN/NOTIFY between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+import structlog
+from psycopg import AsyncCursor, sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from aether_core.errors import BadRequest, StorageFault
+from aether_core.providers import NodeInfo
+from aether_core.records import CommitResult, Record, Rejection, Write
+from aether_core.storage.base import SnapshotHeader, Storage
+from aether_postgres.listener import ChangeListener
+from aether_postgres.migrations import channel_for, migrate
+from aether_postgres.settings import PostgresSettings, describe_dsn
+
+log = structlog.get_logger("aether.postgres")
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+class _Body(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What ``records.body`` holds: the record minus the columns stored beside it."""
+
+    value: Any = None
+    author: str = ""
+    comment: str = ""
+    timestamp: float = 0.0
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_body = msgspec.json.Decoder(_Body).decode
+_encode_record = msgspec.json.Encoder().encode
+
+_COLUMNS = "r.kind, r.name, r.version, r.revision, r.deleted, r.body"
+
+
+def _body(write: Write | Record) -> bytes:
+    return _encode(_Body(value=write.value, author=write.author, comment=write.comment,
+                         timestamp=write.timestamp, meta=write.meta))
+
+
+def _record(row: TupleRow) -> Record:
+    kind, name, version, revision, deleted, body = row
+    b = _decode_body(body)
+    return Record(kind=kind, name=name, version=version, revision=revision, value=b.value,
+                  deleted=deleted, author=b.author, comment=b.comment,
+                  timestamp=b.timestamp, meta=b.meta)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PostgresStorage(Storage):
+    """Aether storage in one Postgres schema; any number of instances may share it."""
+
+    name = "postgres"
+    Settings = PostgresSettings
+    shared = True
+
+    def __init__(self, settings: PostgresSettings | None = None, *, node_name: str = "") -> None:
+        super().__init__()
+        self.settings = settings or PostgresSettings()
+        self.schema = self.settings.schema_name
+        self.channel = channel_for(self.schema)
+        #: How logs and errors name this store: never the password.
+        self.where = f"postgres {describe_dsn(self.settings.dsn.get_secret_value())} " \
+                     f"schema {self.schema}"
+        self._app_name = self.settings.application_name or (
+            f"aether:{node_name}" if node_name else "aether")
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._listener: ChangeListener | None = None
+        self._wake = asyncio.Event()
+        s = sql.Identifier(self.schema)
+        select = sql.SQL("SELECT " + _COLUMNS + " FROM {s}.records r ").format(s=s)
+        self._q_commit = sql.SQL(
+            "SELECT o_status, o_first, o_at, o_current FROM {s}.commit_writes("
+            "%s::text[], %s::text[], %s::int8[], %s::bool[], %s::bytea[], %s::int8)"
+        ).format(s=s)
+        self._q_head = select + sql.SQL(
+            "WHERE r.kind = %s AND r.name = %s ORDER BY r.version DESC LIMIT 1")
+        self._q_version = select + sql.SQL(
+            "WHERE r.kind = %s AND r.name = %s AND r.version = %s")
+        self._q_history = select + sql.SQL(
+            "WHERE r.kind = %s AND r.name = %s ORDER BY r.version")
+        self._q_since = select + sql.SQL(
+            "WHERE r.revision > %s ORDER BY r.revision LIMIT %s")
+        heads = sql.SQL(
+            "SELECT " + _COLUMNS + " FROM {s}.heads h JOIN {s}.records r "
+            "ON r.revision = h.revision WHERE h.kind = %s AND h.name {op} %s "
+            "AND h.name < %s AND starts_with(h.name, %s) AND NOT h.deleted "
+            "ORDER BY h.name LIMIT %s")
+        self._q_heads_from = heads.format(s=s, op=sql.SQL(">="))
+        self._q_heads_after = heads.format(s=s, op=sql.SQL(">"))
+        self._q_meta = sql.SQL(
+            "SELECT revision, applied_index, compacted_revision FROM {s}.meta").format(s=s)
+        self._q_compact = sql.SQL(
+            "UPDATE {s}.meta SET compacted_revision = "
+            "GREATEST(compacted_revision, LEAST(%s, revision)) WHERE id = 1").format(s=s)
+        self._s = s
+
+    @classmethod
+    def from_settings(cls, settings: PostgresSettings, node: NodeInfo) -> PostgresStorage:
+        return cls(settings, node_name=node.name)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        st = self.settings
+        kwargs: dict[str, Any] = {
+            # libpq takes whole seconds
+            "connect_timeout": str(max(1, math.ceil(st.connect_timeout))),
+            "application_name": self._app_name,
+        }
+        if st.password is not None:
+            kwargs["password"] = st.password.get_secret_value()
+        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+            value = getattr(st, key)
+            if value is not None:
+                kwargs[key] = value
+        return kwargs
+
+    async def _configure(self, conn: Connection) -> None:
+        ms = max(1, round(self.settings.statement_timeout * 1000))
+        await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{ms}ms",))
+
+    def _fault(self, exc: BaseException) -> StorageFault:
+        if isinstance(exc, PoolTimeout):
+            return StorageFault(
+                f"{self.where}: no database connection within "
+                f"{self.settings.pool_timeout:g}s ({_line(exc)})")
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return StorageFault(
+                f"{self.where}: statement exceeded statement_timeout "
+                f"({self.settings.statement_timeout:g}s)")
+        return StorageFault(f"{self.where}: {_line(exc)}")
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StorageFault(f"{self.where}: storage is not open")
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self._fault(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[AsyncCursor[TupleRow]]:
+        # Binary results: bytea arrives as raw bytes instead of hex text.
+        async with self._connection() as conn, conn.cursor(binary=True) as cur:
+            yield cur
+
+    async def _records(self, query: sql.Composed, params: tuple[Any, ...]) -> list[Record]:
+        async with self._cursor() as cur:
+            await cur.execute(query, params)
+            rows = await cur.fetchall()
+        return [_record(row) for row in rows]
+
+    async def _meta(self) -> tuple[int, int, int]:
+        async with self._cursor() as cur:
+            await cur.execute(self._q_meta)
+            row = await cur.fetchone()
+        if row is None:
+            raise StorageFault(f"{self.where}: the meta row is missing")
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        conninfo = self.settings.dsn.get_secret_value()
+        kwargs = self._connect_kwargs()
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, **kwargs
+            ) as conn:
+                await self._configure(conn)
+                await migrate(conn, self.schema)
+        except psycopg.Error as exc:
+            raise StorageFault(f"cannot open {self.where}: {_line(exc)}") from exc
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            conninfo,
+            kwargs={"autocommit": True, **kwargs},
+            min_size=self.settings.pool_min_size,
+            max_size=self.settings.pool_size,
+            timeout=self.settings.pool_timeout,
+            configure=self._configure,
+            name=f"aether-{self.schema}",
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=self.settings.connect_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StorageFault(f"cannot open {self.where}: {_line(exc)}") from exc
+        self._pool = pool
+        self._listener = ChangeListener(conninfo, kwargs, self.channel, self._notify, self.where)
+        self._listener.start()
+        log.info("postgres storage open", target=self.where, pool_size=self.settings.pool_size)
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        pool, self._pool = self._pool, None
+        if listener is not None:
+            await listener.close()
+        if pool is not None:
+            await pool.close()
+            self._notify()  # waiters return and find the store closed
+
+    @property
+    def listener(self) -> ChangeListener | None:
+        """The LISTEN connection's state (pid, sessions); None when closed."""
+        return self._listener
+
+    # -- writes --------------------------------------------------------------------
+
+    async def commit(self, writes: Sequence[Write], log_index: int | None = None) -> CommitResult:
+        keys = {(w.kind, w.name) for w in writes}
+        if len(keys) != len(writes):
+            raise BadRequest("a commit writes each document at most once")
+        params = (
+            [w.kind for w in writes],
+            [w.name for w in writes],
+            [w.expected_version for w in writes],
+            [w.deleted for w in writes],
+            [_body(w) for w in writes],
+            log_index,
+        )
+        async with self._cursor() as cur:
+            await cur.execute(self._q_commit, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise StorageFault(f"{self.where}: commit_writes() returned nothing")
+        status, first, at, current = row
+        if status == "replayed":
+            return CommitResult(replayed=True)
+        if status == "conflict":
+            w = writes[at - 1]
+            return CommitResult(rejection=Rejection(
+                code="conflict",
+                detail=f"{w.kind} {w.name!r} is at version {current}, "
+                       f"the write expected {w.expected_version}",
+                kind=w.kind, name=w.name, expected_version=w.expected_version,
+                current_version=int(current),
+            ))
+        records = [w.to_record(int(first) + i) for i, w in enumerate(writes)]
+        if records:
+            self._notify()
+        return CommitResult(records=records)
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def get(self, kind: str, name: str, version: int | None = None) -> Record | None:
+        if version is None:
+            found = await self._records(self._q_head, (kind, name))
+        else:
+            found = await self._records(self._q_version, (kind, name, version))
+        return found[0] if found else None
+
+    async def history(self, kind: str, name: str) -> list[Record]:
+        return await self._records(self._q_history, (kind, name))
+
+    async def heads(
+        self, kind: str, prefix: str = "", *, after: str | None = None, limit: int = 100
+    ) -> list[Record]:
+        # The range bounds let the (kind, name) index do the work; starts_with is exact.
+        upper = prefix + "\U0010ffff"
+        if after is not None and after >= prefix:
+            return await self._records(
+                self._q_heads_after, (kind, after, upper, prefix, limit))
+        return await self._records(self._q_heads_from, (kind, prefix, upper, prefix, limit))
+
+    async def revision(self) -> int:
+        return (await self._meta())[0]
+
+    async def applied_index(self) -> int:
+        return (await self._meta())[1]
+
+    async def compacted_revision(self) -> int:
+        return (await self._meta())[2]
+
+    async def records_since(self, revision: int, limit: int = 1000) -> list[Record]:
+        return await self._records(self._q_since, (revision, limit))
+
+    async def compact(self, revision: int) -> None:
+        async with self._cursor() as cur:
+            await cur.execute(self._q_compact, (revision,))
+
+    # -- change feed ---------------------------------------------------------------
+
+    def _notify(self) -> None:
+        # A fresh event per wake-up: every waiter that took the old one is released,
+        # and nobody has to clear an event another waiter is still about to check.
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+
+    async def wait_for_change(self, revision: int, timeout: float) -> None:
+        """Sleep on LISTEN/NOTIFY (this node's and every other node's commits) until the
+        revision may be above ``revision``; the timeout doubles as a poll while the
+        listener is reconnecting."""
+        wake = self._wake
+        if await self.revision() > revision:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+
+    # -- snapshots -----------------------------------------------------------------
+
+    async def snapshot(self) -> AsyncIterator[bytes]:
+        """A consistent snapshot even while other nodes write: one REPEATABLE READ
+        transaction, records streamed through a server-side cursor."""
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur = await conn.execute(sql.SQL(
+                "SELECT m.revision, m.applied_index, m.compacted_revision, "
+                "(SELECT count(*) FROM {s}.records) FROM {s}.meta m").format(s=self._s))
+            row = await cur.fetchone()
+            if row is None:
+                raise StorageFault(f"{self.where}: the meta row is missing")
+            revision, applied, compacted, count = (int(v) for v in row)
+            yield msgspec.json.encode(SnapshotHeader(
+                revision=revision if count else 0, applied_index=applied,
+                compacted_revision=compacted, records=count)) + b"\n"
+            async with conn.cursor("aether_snapshot", binary=True) as records:
+                await records.execute(sql.SQL(
+                    "SELECT " + _COLUMNS + " FROM {s}.records r ORDER BY r.revision"
+                ).format(s=self._s))
+                async for record_row in records:
+                    yield _encode_record(_record(record_row)) + b"\n"
+
+    async def replace_all(
+        self, records: Iterable[Record], *, applied_index: int, compacted_revision: int
+    ) -> None:
+        items = list(records)
+        heads: dict[tuple[str, str], Record] = {}
+        for record in items:
+            heads[(record.kind, record.name)] = record
+        top = items[-1].revision if items else 0
+        s = self._s
+        async with self._connection() as conn, conn.transaction():
+            # Taking the writers' lock first: no commit interleaves with the swap.
+            await conn.execute(sql.SQL("SELECT 1 FROM {s}.meta WHERE id = 1 FOR UPDATE")
+                               .format(s=s))
+            await conn.execute(sql.SQL("DELETE FROM {s}.heads").format(s=s))
+            await conn.execute(sql.SQL("DELETE FROM {s}.records").format(s=s))
+            cur = conn.cursor()
+            async with cur.copy(sql.SQL(
+                "COPY {s}.records (revision, kind, name, version, deleted, body) "
+                "FROM STDIN (FORMAT BINARY)").format(s=s)) as copy:
+                copy.set_types(["int8", "text", "text", "int8", "bool", "bytea"])
+                for r in items:
+                    await copy.write_row(
+                        (r.revision, r.kind, r.name, r.version, r.deleted, _body(r)))
+            async with cur.copy(sql.SQL(
+                "COPY {s}.heads (kind, name, version, revision, deleted) "
+                "FROM STDIN (FORMAT BINARY)").format(s=s)) as copy:
+                copy.set_types(["text", "text", "int8", "int8", "bool"])
+                for r in heads.values():
+                    await copy.write_row((r.kind, r.name, r.version, r.revision, r.deleted))
+            await conn.execute(sql.SQL(
+                "UPDATE {s}.meta SET revision = %s, applied_index = %s, "
+                "compacted_revision = %s WHERE id = 1").format(s=s),
+                (top, applied_index, compacted_revision))
+            await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(top)))
+        self._notify()
