@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from aether_core.hookspecs import Register
 from aether_core.plugins import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+    from aether_core.node import Node
 
 
 @hookimpl
@@ -20,3 +27,37 @@ def aether_register_transport(register: Register) -> None:
     from aether_core.transport.local import LocalTransport
 
     register(LocalTransport)
+
+
+@hookimpl
+def aether_register_auth(register: Register) -> None:
+    from aether_core.auth.jwt import JwtAuth
+
+    register(JwtAuth)
+
+
+@hookimpl
+def aether_startup(node: Node) -> Any:
+    from aether_core.auth.jwt import JwtAuth
+
+    # Services (the admin API) attach the auth themselves when they start; this covers a
+    # node that runs the jwt auth without them.
+    if isinstance(node.auth, JwtAuth):
+        return node.auth.attach(node.config)
+    return None
+
+
+@hookimpl
+def aether_shutdown(node: Node) -> Any:
+    from aether_core.auth.jwt import JwtAuth
+
+    if isinstance(node.auth, JwtAuth):
+        return node.auth.close()
+    return None
+
+
+@hookimpl
+def aether_register_commands(cli: click.Group) -> None:
+    from aether_core.auth.cli import users
+
+    cli.add_command(users)

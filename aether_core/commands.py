@@ -52,11 +52,50 @@ class PutSchema(_Command, frozen=True, tag="put_schema"):
     expected_version: int | None = None
 
 
+class PutUser(_Command, frozen=True, tag="put_user"):
+    """Create or update a user of the built-in ``jwt`` auth.
+
+    ``password_hash`` is an argon2id hash computed before the command is proposed
+    (hashing draws a random salt, which ``apply`` may not do); ``None`` keeps the stored
+    one, as ``roles=None`` keeps the stored roles. ``uid`` is fixed at creation: tokens
+    carry it, so a deleted and re-created user does not inherit old tokens.
+    """
+
+    name: str
+    uid: str
+    password_hash: str | None = None
+    roles: list[str] | None = None
+    expected_version: int | None = None
+
+
+class DeleteUser(_Command, frozen=True, tag="delete_user"):
+    """Write a tombstone for a user; their tokens stop working."""
+
+    name: str
+    expected_version: int | None = None
+
+
+class RevokeToken(_Command, frozen=True, tag="revoke_token"):
+    """Refuse the token with id ``jti`` until ``expires_at`` (when it would expire anyway)."""
+
+    jti: str
+    expires_at: float
+
+
 class Noop(_Command, frozen=True, tag="noop"):
     """Changes nothing; consensus transports use it to commit an entry of a new term."""
 
 
-Command = PutConfig | DeleteConfig | RollbackConfig | PutSchema | Noop
+Command = (
+    PutConfig
+    | DeleteConfig
+    | RollbackConfig
+    | PutSchema
+    | PutUser
+    | DeleteUser
+    | RevokeToken
+    | Noop
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Command)

@@ -137,6 +137,15 @@ class ConfigManager:
     def _stamp(self) -> float:
         return self._clock()
 
+    async def propose(self, command: Command) -> CommitResult:
+        """Propose a command built elsewhere in the kernel (the ``jwt`` auth's user and
+        token commands); rejections become errors exactly as for config writes."""
+        return await self._propose(command)
+
+    def now(self) -> float:
+        """The manager's clock (the time commands are stamped with)."""
+        return self._stamp()
+
     # -- configs -------------------------------------------------------------------
 
     async def put(

@@ -13,9 +13,12 @@ from typing import Any
 from aether_core.commands import (
     Command,
     DeleteConfig,
+    DeleteUser,
     Noop,
     PutConfig,
     PutSchema,
+    PutUser,
+    RevokeToken,
     RollbackConfig,
 )
 from aether_core.records import CommitResult, Record, Rejection, Write
@@ -23,6 +26,8 @@ from aether_core.storage.base import Storage
 
 CONFIG = "config"
 SCHEMA = "schema"
+USER = "user"
+REVOKED_TOKEN = "revoked-token"
 
 #: How often an unconditional write is retried when another node of a shared store
 #: committed the same document between our read and our commit.
@@ -41,6 +46,9 @@ class StateMachine:
             DeleteConfig: self._delete_config,
             RollbackConfig: self._rollback_config,
             PutSchema: self._put_schema,
+            PutUser: self._put_user,
+            DeleteUser: self._delete_user,
+            RevokeToken: self._revoke_token,
             Noop: self._noop,
         }
 
@@ -195,3 +203,61 @@ class StateMachine:
         return await self._write_next(
             SCHEMA, command.name, command.expected_version, log_index, build
         )
+
+    async def _put_user(self, command: PutUser, log_index: int | None) -> CommitResult:
+        def build(head: Record | None) -> Write:
+            old = head.value if head is not None and not head.deleted else {}
+            value = {
+                "uid": old.get("uid", command.uid),
+                "password_hash": command.password_hash or old.get("password_hash", ""),
+                "roles": list(command.roles if command.roles is not None
+                              else old.get("roles", [])),
+            }
+            return Write(
+                kind=USER,
+                name=command.name,
+                expected_version=head.version if head else 0,
+                value=value,
+                author=command.author,
+                comment=command.comment,
+                timestamp=command.timestamp,
+            )
+
+        return await self._write_next(
+            USER, command.name, command.expected_version, log_index, build
+        )
+
+    async def _delete_user(self, command: DeleteUser, log_index: int | None) -> CommitResult:
+        def build(head: Record | None) -> Write | Rejection:
+            if head is None or head.deleted:
+                return Rejection(
+                    code="not-found", detail=f"user {command.name!r} does not exist",
+                    kind=USER, name=command.name,
+                    current_version=head.version if head else 0,
+                )
+            return Write(
+                kind=USER,
+                name=command.name,
+                expected_version=head.version,
+                deleted=True,
+                author=command.author,
+                comment=command.comment,
+                timestamp=command.timestamp,
+            )
+
+        return await self._write_next(
+            USER, command.name, command.expected_version, log_index, build
+        )
+
+    async def _revoke_token(self, command: RevokeToken, log_index: int | None) -> CommitResult:
+        def build(head: Record | None) -> Write:
+            return Write(
+                kind=REVOKED_TOKEN,
+                name=command.jti,
+                expected_version=head.version if head else 0,
+                value={"expires_at": command.expires_at},
+                author=command.author,
+                timestamp=command.timestamp,
+            )
+
+        return await self._write_next(REVOKED_TOKEN, command.jti, None, log_index, build)

@@ -155,8 +155,11 @@ class Storage(ABC):
         self._changed.clear()
         if await self.revision() > revision:
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # that arrives as the event fires, and a cancelled feed would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def _notify(self) -> None:
         """Wake :meth:`wait_for_change`; call after every commit that wrote records."""
