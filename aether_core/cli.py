@@ -50,6 +50,14 @@ class AetherGroup(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("aether.debug"):
+                raise
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for the traceback)", err=True)
+            ctx.exit(70)  # EX_SOFTWARE
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -72,7 +80,11 @@ def emit(as_json: bool, data: Any, human: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Aether: versioned, typed configuration and secrets."""
+    from aether_core.logging import configure
+
     ctx.meta["aether.debug"] = debug
+    # One-shot commands log only what goes wrong; `up` raises the level to info.
+    configure(level="debug" if debug else "warning")
 
 
 @cli.command()

@@ -123,7 +123,10 @@ def make_plugins(
     pm.add_hookspecs(hookspecs)
     pm.register(builtins, name=BUILTIN)
     disabled = _disabled()
-    seen = {BUILTIN}
+    # A manifest names providers; those the built-ins provide need no entry point.
+    builtin_names = {name for table in _collect(Plugins(manager=pm)).providers.values()
+                     for name in table}
+    seen = {BUILTIN, *builtin_names}
     for name in requested:
         if name in seen or name in disabled:
             continue
@@ -135,9 +138,7 @@ def make_plugins(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
-    plugins = Plugins(manager=pm)
-    _collect(plugins)
-    return plugins
+    return _collect(Plugins(manager=pm))
 
 
 def _register(pm: pluggy.PluginManager, name: str, module: object) -> None:
@@ -147,7 +148,7 @@ def _register(pm: pluggy.PluginManager, name: str, module: object) -> None:
         raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
 
 
-def _collect(plugins: Plugins) -> None:
+def _collect(plugins: Plugins) -> Plugins:
     """Call every ``aether_register_*`` hook, remembering which plugin gave what."""
     for kind, hook_name in KINDS.items():
         table = plugins.providers.setdefault(kind, {})
@@ -180,3 +181,4 @@ def _collect(plugins: Plugins) -> None:
                     f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+    return plugins

@@ -81,15 +81,17 @@ class Subscription:
             # History first, straight from storage (raises Compacted if it is gone).
             while batch := await self.hub.storage.changes(self.cursor):
                 for record in batch:
+                    if self.dropped:
+                        raise SubscriberDropped(self.dropped, resume_from=self.cursor)
                     event = ChangeEvent.from_record(record)
                     self.cursor = event.revision
                     if self.matches(event):
                         yield event
             # Then live events; those the history already covered are skipped.
             while True:
+                if self.dropped:
+                    raise SubscriberDropped(self.dropped, resume_from=self.cursor)
                 if self._queue.empty():
-                    if self.dropped:
-                        raise SubscriberDropped(self.dropped, resume_from=self.cursor)
                     self._wakeup.clear()
                     getter = asyncio.ensure_future(self._queue.get())
                     waker = asyncio.ensure_future(self._wakeup.wait())

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from aether_core.errors import StorageFault
+from aether_core.providers import NodeInfo
 from aether_core.records import CommitResult, Record, Write
 from aether_core.storage.base import Storage, StorageSettings
 from aether_core.storage.memory import check_expectations
@@ -73,9 +74,9 @@ class SqliteStorage(Storage):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: SqliteSettings, data_dir: Path) -> SqliteStorage:
+    def from_settings(cls, settings: SqliteSettings, node: NodeInfo) -> SqliteStorage:
         path = Path(settings.path)
-        return cls(path if path.is_absolute() else data_dir / path,
+        return cls(path if path.is_absolute() else node.data_dir / path,
                    busy_timeout=settings.busy_timeout)
 
     # -- plumbing --------------------------------------------------------------------

@@ -1,0 +1,3 @@
+from aether_core.cli import main
+
+main()
