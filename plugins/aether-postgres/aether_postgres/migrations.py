@@ -39,7 +39,9 @@ CREATE TABLE {s}.records (
     name     text    COLLATE "C" NOT NULL,
     version  bigint  NOT NULL,
     deleted  boolean NOT NULL,
-    body     bytea   NOT NULL,
+    -- value, author, comment, timestamp, meta; json (not jsonb) keeps the text exactly
+    -- as written, and accepts the escaped NUL character that jsonb refuses.
+    body     json    NOT NULL,
     UNIQUE (kind, name, version)
 );
 
@@ -56,15 +58,16 @@ CREATE TABLE {s}.heads (
 -- writer of the deployment (on any node), so revisions are gap-free and the version
 -- check below reads heads as the previous commit left them.
 CREATE FUNCTION {s}.commit_writes(
-    p_kinds text[], p_names text[], p_expected bigint[], p_deleted boolean[],
-    p_bodies bytea[], p_log_index bigint,
+    p_writes json, p_log_index bigint,
     OUT o_status text, OUT o_first bigint, OUT o_at integer, OUT o_current bigint
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
+    -- p_writes: [[kind, name, expected_version, deleted, body], ...]
+    ws  json[] := ARRAY(SELECT json_array_elements(p_writes));
+    n   integer := coalesce(array_length(ws, 1), 0);
     m   record;
     cur bigint;
     rev bigint;
-    n   integer := coalesce(array_length(p_kinds, 1), 0);
 BEGIN
     SELECT * INTO m FROM {s}.meta WHERE id = 1 FOR UPDATE;
     o_first := m.revision + 1;
@@ -79,9 +82,9 @@ BEGIN
     END IF;
     FOR i IN 1 .. n LOOP
         SELECT h.version INTO cur FROM {s}.heads h
-         WHERE h.kind = p_kinds[i] AND h.name = p_names[i];
+         WHERE h.kind = ws[i]->>0 AND h.name = ws[i]->>1;
         cur := coalesce(cur, 0);
-        IF cur <> p_expected[i] THEN
+        IF cur <> (ws[i]->>2)::bigint THEN
             o_status := 'conflict';
             o_at := i;
             o_current := cur;
@@ -92,9 +95,10 @@ BEGIN
     FOR i IN 1 .. n LOOP
         rev := rev + 1;
         INSERT INTO {s}.records (revision, kind, name, version, deleted, body)
-        VALUES (rev, p_kinds[i], p_names[i], p_expected[i] + 1, p_deleted[i], p_bodies[i]);
+        VALUES (rev, ws[i]->>0, ws[i]->>1, (ws[i]->>2)::bigint + 1, (ws[i]->>3)::boolean,
+                ws[i]->4);
         INSERT INTO {s}.heads AS h (kind, name, version, revision, deleted)
-        VALUES (p_kinds[i], p_names[i], p_expected[i] + 1, rev, p_deleted[i])
+        VALUES (ws[i]->>0, ws[i]->>1, (ws[i]->>2)::bigint + 1, rev, (ws[i]->>3)::boolean)
         ON CONFLICT (kind, name) DO UPDATE
             SET version = excluded.version, revision = excluded.revision,
                 deleted = excluded.deleted;

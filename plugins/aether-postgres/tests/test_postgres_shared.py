@@ -203,3 +203,29 @@ async def test_lost_pool_connections_are_a_503_then_service_resumes(
     assert await store.get("config", "a") == first.records[0]
     second = await store.commit([put("a", 1, 2)])
     assert second.records[0].revision == 2
+
+
+async def test_a_watch_survives_lost_connections_with_no_gap(
+    make_storage: MakeStorage, pg_dsn: str,
+) -> None:
+    a = ConfigManager(await make_storage())
+    b = ConfigManager(await make_storage(application_name="aether-watch-outage"))
+    async with a, b:
+        subscription = await b.watch("w/", since=0)
+        events = aiter(subscription)
+        first = await a.put("w/1", 1)
+        assert (await asyncio.wait_for(anext(events), 5)).revision == first.revision
+        # Let the subscription finish its history read and wait on the hub's pump, so
+        # that what follows is delivered by the pump alone.
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.2)
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'aether-watch-outage'").fetchone()
+            assert killed is not None and killed[0] >= 2  # the pool and the listener
+        later = [await a.put(f"w/{i}", i) for i in range(2, 6)]
+        got = [(await asyncio.wait_for(pending, 10)).revision]
+        got += [(await asyncio.wait_for(anext(events), 10)).revision for _ in later[1:]]
+        assert got == [r.revision for r in later]
+        assert not b.hub._tasks[0].done()  # the hub's pump is still running
