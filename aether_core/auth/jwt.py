@@ -66,13 +66,13 @@ class JwtSettings(ProviderSettings):
     #: ``${env:…}`` or ``${file:…}``. Unset: an HS256 key generated into
     #: ``<data_dir>/jwt-signing.key`` (mode 0600) on first start.
     signing_key: SecretStr | None = None
-    key_id: str = Field("k1", min_length=1, max_length=64)
+    key_id: str = Field(default="k1", min_length=1, max_length=64)
     #: Older keys that still verify, by kid (HS*: secrets; others: PEM public keys).
     verify_keys: dict[str, SecretStr] = Field(default_factory=dict)
     issuer: str = "aether"
     audience: str = "aether"
-    token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
-    leeway: float = Field(5.0, ge=0, le=30, description="seconds of clock skew")
+    token_ttl: int = Field(default=900, ge=30, le=86_400, description="seconds")
+    leeway: float = Field(default=5.0, ge=0, le=30, description="seconds of clock skew")
     #: Extra roles, or replacements of the built-ins (admin, editor, viewer).
     roles: dict[str, Role] = Field(default_factory=dict)
     bootstrap_admin: str = "admin"
