@@ -36,6 +36,7 @@ class Node:
         self.auth: Auth | None = None
         self.services: list[Service] = []
         self.watchers: list[Watcher] = []
+        self._started = False
 
     @property
     def name(self) -> str:
@@ -51,6 +52,14 @@ class Node:
         return build(self.plugins.get(section.kind, section.use), section.settings, self.info)
 
     async def start(self) -> None:
+        """Build and start everything; if any part fails, stop what already started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         m = self.manifest
         self.info.data_dir.mkdir(parents=True, exist_ok=True)
         storage: Storage = self._build(m.storage)
@@ -63,8 +72,8 @@ class Node:
         for section in m.watchers:
             watcher: Watcher = self._build(section)
             await watcher.start(self)
-            self.manager.hub.add_watcher(watcher)
             self.watchers.append(watcher)
+            self.manager.hub.add_watcher(watcher)
         for section in m.services:
             service: Service = self._build(section)
             await service.start(self)
@@ -72,16 +81,22 @@ class Node:
         for result in self.plugins.hook.aether_startup(node=self):
             if inspect.isawaitable(result):
                 await result
+        self._started = True
         log.info(
             "node started", node=self.name, storage=m.storage.use, transport=m.transport.use,
             services=[s.use for s in m.services], revision=await self.manager.revision(),
         )
 
     async def stop(self) -> None:
-        for result in self.plugins.hook.aether_shutdown(node=self):
-            with contextlib.suppress(Exception):
-                if inspect.isawaitable(result):
-                    await result
+        """Stop in reverse order; safe to call after a failed or partial start."""
+        if self._started:
+            self._started = False
+            for result in self.plugins.hook.aether_shutdown(node=self):
+                try:
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    log.warning("shutdown hook failed", error=f"{type(exc).__name__}: {exc}")
         for service in reversed(self.services):
             await service.stop()
         self.services.clear()
@@ -90,7 +105,8 @@ class Node:
         self.watchers.clear()
         if self.manager is not None:
             await self.manager.close()
-        log.info("node stopped", node=self.name)
+            self.manager = None
+            log.info("node stopped", node=self.name)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Start, serve until SIGINT/SIGTERM (or ``stop`` is set), then stop cleanly."""
