@@ -96,3 +96,22 @@ def test_each_plugin_manager_is_independent(site: Path) -> None:
     second = make_plugins()
     assert first.manager is not second.manager
     assert "fancy" not in second.names("storage")
+
+
+def test_the_kernel_imports_no_plugin_and_no_web_framework() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, aether_core\n"
+        "for m in pkgutil.walk_packages(aether_core.__path__, 'aether_core.'):\n"
+        "    if m.name != 'aether_core.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in\n"
+        "    {'litestar', 'uvicorn', 'starlette', 'fastapi', 'httpx', 'redis', 'psycopg',\n"
+        "     'boto3'} or (n.startswith('aether_') and not n.startswith('aether_core')))\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == ""
