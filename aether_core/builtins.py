@@ -40,10 +40,12 @@ def aether_register_auth(register: Register) -> None:
 def aether_startup(node: Node) -> Any:
     from aether_core.auth.jwt import JwtAuth
 
-    # Services (the admin API) attach the auth themselves when they start; this covers a
-    # node that runs the jwt auth without them.
+    # Services (the admin API) attach the auth themselves when they start, creating the
+    # bootstrap admin; this loads the users for a node without them. No bootstrap here:
+    # with nothing to log in to, a generated password would help nobody, and `aether
+    # users add` (which starts a node) must be able to create the first user itself.
     if isinstance(node.auth, JwtAuth):
-        return node.auth.attach(node.config)
+        return node.auth.attach(node.config, bootstrap=False)
     return None
 
 
