@@ -1,7 +1,8 @@
 """The ``[storage] use = "postgres"`` manifest section.
 
 Passwords never sit in the manifest: give ``password = "${env:NAME}"`` or
-``"${file:PATH}"`` (or let libpq read ``PGPASSWORD`` / ``~/.pgpass``). Both the DSN and
+``"${file:PATH}"`` (or let libpq read ``PGPASSWORD`` / ``~/.pgpass``); a password typed
+inline, in ``password`` or in the DSN, is refused when the manifest is loaded. Both the DSN and
 the password are :class:`~pydantic.SecretStr`, so neither shows up in a repr, a log line
 or an error; :func:`describe_dsn` is the form that may be shown.
 """
@@ -12,7 +13,14 @@ import re
 from typing import Literal, Self
 
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from aether_core.storage.base import StorageSettings
@@ -20,6 +28,9 @@ from aether_core.storage.base import StorageSettings
 #: Lower-case identifiers only, so that the schema name needs no quoting rules of its own
 #: and the notification channel derived from it stays within Postgres' 63-byte limit.
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+#: A whole value that is one ``${env:…}`` / ``${file:…}`` reference.
+_REFERENCE = re.compile(r"^\$\{(env|file):[^}]+\}$")
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -45,6 +56,13 @@ def describe_dsn(dsn: str) -> str:
     port = str(params.get("port", "") or "5432")
     db = str(params.get("dbname", "") or user)
     return f"{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def _as_written(info: ValidationInfo, key: str) -> object:
+    """The manifest's text for ``key`` before interpolation (None when the settings were
+    not loaded from a manifest, or the key is absent)."""
+    raw = (info.context or {}).get("raw") if isinstance(info.context, dict) else None
+    return raw.get(key) if isinstance(raw, dict) else None
 
 
 class PostgresSettings(StorageSettings):
@@ -79,8 +97,31 @@ class PostgresSettings(StorageSettings):
 
     @field_validator("dsn")
     @classmethod
-    def _dsn_parses(cls, value: SecretStr) -> SecretStr:
-        parse_dsn(value.get_secret_value())
+    def _dsn_parses(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        params = parse_dsn(value.get_secret_value())
+        written = _as_written(info, "dsn")
+        # A password typed into the manifest's DSN is refused; one that arrives through a
+        # reference (dsn = "${env:DATABASE_URL}", or ":${env:PW}@" inside it) is fine.
+        if params.get("password") and isinstance(written, str) and "${" not in written:
+            raise PydanticCustomError(
+                "inline_secret",
+                "holds a password inline: remove it and set password = \"${env:NAME}\" "
+                "(or \"${file:PATH}\"), or take the whole dsn from ${env:…}",
+            )
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_a_reference(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        written = _as_written(info, "password")
+        if written is not None and not (isinstance(written, str) and _REFERENCE.match(written)):
+            raise PydanticCustomError(
+                "inline_secret",
+                "must be a reference, \"${env:NAME}\" or \"${file:PATH}\", never the "
+                "password itself",
+            )
         return value
 
     @field_validator("schema_name")

@@ -69,6 +69,19 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
 
 
+def test_a_dsn_from_the_environment_may_carry_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AETHER_TEST_PG_URL", f"postgresql://postgres:{SECRET}@db:5432/app")
+    (tmp_path / "pw").write_text(SECRET + "\n", encoding="utf-8")
+    path = write_manifest(tmp_path, 'dsn = "${env:AETHER_TEST_PG_URL}"\n'
+                                    f'password = "${{file:{tmp_path / "pw"}}}"')
+    settings = load(path).storage.settings
+    assert isinstance(settings, PostgresSettings)
+    assert settings.password is not None and settings.password.get_secret_value() == SECRET
+    assert PostgresStorage(settings).where.startswith("postgres postgres@db:5432/app")
+
+
 async def test_a_password_in_the_dsn_stays_out_of_logs_and_errors(pg_dsn: str) -> None:
     dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:1/test"  # nothing listens on port 1
     store = PostgresStorage(PostgresSettings(dsn=dsn, connect_timeout=2))
