@@ -32,6 +32,9 @@ class RedisSettings(StorageSettings):
     #: Seconds to wait for a reply / for a connection.
     socket_timeout: float = Field(default=5.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
+    #: Retries of a command after a connection error or timeout (exponential backoff
+    #: from 50 ms up to 1 s). Safe for commits: see ``commit_token_ttl``.
+    retries: int = Field(default=3, ge=0, le=20)
     #: TLS, also implied by ``rediss://``.
     tls: bool = False
     tls_ca_file: str | None = None

@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from aether_core.errors import StorageFault
@@ -163,6 +165,7 @@ class RedisStorage(Storage):
             # Wait for a free connection rather than fail when every one is busy.
             "timeout": s.connect_timeout + s.socket_timeout,
             "client_name": name,
+            "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), s.retries),
         }
         if s.uses_tls:
             kwargs.update(
