@@ -227,9 +227,17 @@ def _raw_at(raw: Any, loc: tuple[Any, ...]) -> Any:
 def validate_section(
     manifest: RawManifest, loc: list[str | int], model: type[BaseModel], values: dict[str, Any]
 ) -> BaseModel:
-    """Validate one section; the first problem becomes a :class:`ConfigurationError`."""
+    """Validate one section; the first problem becomes a :class:`ConfigurationError`.
+
+    Validators see a context: ``manifest_path`` (the file, or ``None``) and ``raw``, the
+    section as written, before ``${env:…}``/``${file:…}`` interpolation — so a settings
+    model can insist that a secret comes from a reference and is never inline, and can
+    resolve relative paths against the manifest's directory.
+    """
+    raw = _raw_at(manifest.raw, tuple(loc))
+    context = {"manifest_path": manifest.path, "raw": None if raw is _MISSING else raw}
     try:
-        return model.model_validate(values)
+        return model.model_validate(values, context=context)
     except ValidationError as exc:
         messages = []
         for error in exc.errors():

@@ -193,13 +193,16 @@ class WatchHub:
         self._subscribers.discard(subscription)
 
     def add_watcher(self, watcher: Watcher, *, since: int | None = None) -> None:
-        """Deliver every event after ``since`` to ``watcher``, retrying failures."""
+        """Deliver every event after ``since`` (the hub's head now, when ``None``) to
+        ``watcher``, retrying failures."""
+        # The start is read here, not when the task first runs: by then the pump may have
+        # moved the head past a write committed in between, which would never be delivered.
+        cursor = self.head if since is None else since
         self._tasks.append(
-            asyncio.create_task(self._drive(watcher, since), name=f"aether-watcher-{watcher.name}")
+            asyncio.create_task(self._drive(watcher, cursor), name=f"aether-watcher-{watcher.name}")
         )
 
-    async def _drive(self, watcher: Watcher, since: int | None) -> None:
-        cursor = self.head if since is None else since
+    async def _drive(self, watcher: Watcher, cursor: int) -> None:
         while True:
             subscription = await self.subscribe(watcher.prefix, cursor)
             try:

@@ -1,0 +1,3 @@
+from webhook_receiver import dead_port, receiver
+
+__all__ = ["dead_port", "receiver"]
