@@ -37,6 +37,13 @@ def aether_register_auth(register: Register) -> None:
 
 
 @hookimpl
+def aether_register_key_providers(register: Register) -> None:
+    from aether_core.secrets.local_keys import LocalKeyProvider
+
+    register(LocalKeyProvider)
+
+
+@hookimpl
 def aether_startup(node: Node) -> Any:
     from aether_core.auth.jwt import JwtAuth
 

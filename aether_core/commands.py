@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from aether_core.secrets.sealed import RewrappedKey, SealedVersion
+
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
     author: str = ""
@@ -82,6 +84,82 @@ class RevokeToken(_Command, frozen=True, tag="revoke_token"):
     expires_at: float
 
 
+class PutSecret(_Command, frozen=True, tag="put_secret"):
+    """A new secret version that is ``current`` at once; the old current becomes
+    ``previous`` for ``overlap`` seconds. ``sealed`` holds ciphertext and a wrapped data
+    key only: encryption happens before proposing, so no log ever holds a plaintext."""
+
+    name: str
+    sealed: SealedVersion
+    expected_version: int | None = None
+    overlap: float = 0.0
+
+
+class StageSecret(_Command, frozen=True, tag="stage_secret"):
+    """A new ``pending`` secret version; ``window`` seconds to promote it (None: no limit)."""
+
+    name: str
+    sealed: SealedVersion
+    expected_version: int | None = None
+    window: float | None = None
+
+
+class PromoteSecret(_Command, frozen=True, tag="promote_secret"):
+    """``pending`` version ``version`` becomes ``current``; current becomes ``previous``."""
+
+    name: str
+    version: int
+    expected_version: int | None = None
+    overlap: float = 0.0
+
+
+class RollbackSecret(_Command, frozen=True, tag="rollback_secret"):
+    """``previous`` becomes ``current`` again."""
+
+    name: str
+    expected_version: int | None = None
+    overlap: float = 0.0
+
+
+class DeleteSecret(_Command, frozen=True, tag="delete_secret"):
+    """Write a tombstone for a secret."""
+
+    name: str
+    expected_version: int | None = None
+
+
+class RewrapSecret(_Command, frozen=True, tag="rewrap_secret"):
+    """Replace wrapped data keys of a secret (key rotation); ciphertexts stay as they are."""
+
+    name: str
+    expected_version: int
+    keys: list[RewrappedKey]
+
+
+class RotateKey(_Command, frozen=True, tag="rotate_key"):
+    """Start re-wrapping every data key under ``target_version`` (or confirm the rotation
+    with this id that is already running)."""
+
+    rotation_id: str
+    key_provider: str
+    target_version: str
+
+
+class RecordKeyRotation(_Command, frozen=True, tag="record_key_rotation"):
+    """Progress of a key rotation: every secret named ``<= cursor`` is re-wrapped."""
+
+    rotation_id: str
+    cursor: str
+    rewrapped: int
+
+
+class FinishKeyRotation(_Command, frozen=True, tag="finish_key_rotation"):
+    """A key rotation is done; ``retired`` key versions no longer wrap any data key."""
+
+    rotation_id: str
+    retired: list[str] = msgspec.field(default_factory=list)
+
+
 class Noop(_Command, frozen=True, tag="noop"):
     """Changes nothing; consensus transports use it to commit an entry of a new term."""
 
@@ -94,6 +172,15 @@ Command = (
     | PutUser
     | DeleteUser
     | RevokeToken
+    | PutSecret
+    | StageSecret
+    | PromoteSecret
+    | RollbackSecret
+    | DeleteSecret
+    | RewrapSecret
+    | RotateKey
+    | RecordKeyRotation
+    | FinishKeyRotation
     | Noop
 )
 

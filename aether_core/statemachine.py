@@ -22,6 +22,7 @@ from aether_core.commands import (
     RollbackConfig,
 )
 from aether_core.records import CommitResult, Record, Rejection, Write
+from aether_core.secrets.apply import SecretHandlers
 from aether_core.storage.base import Storage
 
 CONFIG = "config"
@@ -51,6 +52,7 @@ class StateMachine:
             RevokeToken: self._revoke_token,
             Noop: self._noop,
         }
+        self._handlers.update(SecretHandlers(self).table())
 
     async def apply(self, command: Command, log_index: int | None = None) -> CommitResult:
         """Apply one command; the same command on the same state gives the same result."""
