@@ -1,0 +1,3 @@
+from filesink_helpers import manager
+
+__all__ = ["manager"]
