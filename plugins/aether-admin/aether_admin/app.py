@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -20,7 +21,7 @@ from aether_admin.controllers.users import RoleController, UserController
 from aether_admin.controllers.watch import WatchController
 from aether_admin.edge import Edge
 from aether_admin.metrics import Metrics
-from aether_admin.problems import EXCEPTION_HANDLERS
+from aether_admin.problems import ERROR_RESPONSES, EXCEPTION_HANDLERS
 from aether_admin.security import PUBLIC, BearerAuth
 from aether_admin.settings import AdminSettings
 from aether_admin.throttle import Throttle
@@ -29,6 +30,20 @@ from aether_core.auth.jwt import JwtAuth
 from aether_core.auth.keys import KeySet
 from aether_core.manager import ConfigManager
 from aether_core.transport.base import Transport
+
+CONTROLLERS = (
+    AuthController, ConfigController, SchemaController, UserController, RoleController,
+    WatchController, HealthController,
+)
+
+
+def _document_problems() -> None:
+    """Document every error response as problem+json (Litestar's default describes its
+    own error shape, which this API never sends)."""
+    for controller in CONTROLLERS:
+        for handler in vars(controller).values():
+            if isinstance(handler, HTTPRouteHandler):
+                handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}
 
 
 def create_app(
@@ -89,11 +104,9 @@ def create_app(
         }),
         security=[{"bearer": []}],
     ) if settings.docs else None
+    _document_problems()
     app = Litestar(
-        route_handlers=[
-            AuthController, ConfigController, SchemaController, UserController,
-            RoleController, WatchController, HealthController,
-        ],
+        route_handlers=list(CONTROLLERS),
         middleware=[DefineMiddleware(BearerAuth, exclude=PUBLIC)],
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[startup],

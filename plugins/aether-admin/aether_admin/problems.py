@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from aether_core.errors import AetherError
 
@@ -148,4 +149,24 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AetherError: aether_error,
     HTTPException: http_error,
     Exception: internal_error,
+}
+
+
+#: Error responses every operation may give, for the OpenAPI document.
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=Problem, media_type=PROBLEM, description=description,
+                         generate_examples=False)
+    for status, description in {
+        400: "Malformed request (field paths in errors)",
+        401: "Missing, invalid, expired or revoked token",
+        403: "Not allowed by the caller's roles",
+        404: "No such resource or version",
+        409: "Exists already, version conflict, or a schema change would break configs",
+        412: "If-Match names another version than the current one",
+        413: "Request body too large",
+        415: "Request body is not JSON",
+        422: "Value breaks its schema",
+        429: "Too many failed log-ins",
+        503: "Not ready (no leader, storage down)",
+    }.items()
 }

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import ADMIN_PASSWORD, assert_problem, login, make_app, make_auth
+from admin_helpers import ADMIN_PASSWORD, assert_problem, login, make_app, make_auth
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from litestar.testing import TestClient

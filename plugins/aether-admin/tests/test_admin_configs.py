@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import assert_problem, make_app
+from admin_helpers import assert_problem, make_app
 from litestar.testing import TestClient
 
 Headers = dict[str, str]
@@ -142,7 +142,7 @@ def test_bodies_are_strict(api: TestClient[Any], admin: Headers) -> None:
 
 
 def test_body_limit_is_413(admin_env: None) -> None:
-    from conftest import ADMIN_PASSWORD, login
+    from admin_helpers import ADMIN_PASSWORD, login
 
     with TestClient(make_app(max_body_bytes=2048)) as client:
         headers = login(client, "admin", ADMIN_PASSWORD)

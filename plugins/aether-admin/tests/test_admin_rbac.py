@@ -12,7 +12,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from conftest import assert_problem
+from admin_helpers import assert_problem
 from litestar.testing import TestClient
 
 Headers = dict[str, str]

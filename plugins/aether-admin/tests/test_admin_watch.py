@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from admin_helpers import ADMIN_PASSWORD, assert_problem
 from aether_admin.app import admin_context
 from aether_admin.service import Listener
-from conftest import ADMIN_PASSWORD, assert_problem
 
 
 async def _login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
