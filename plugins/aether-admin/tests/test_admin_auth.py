@@ -164,7 +164,9 @@ def test_jwks_lists_public_keys_only(ed_api: tuple[TestClient[Any], Forger],
     assert api.get("/.well-known/jwks.json").json() == {"keys": []}
 
 
-def test_login_failures_are_401_then_throttled(admin_env: None) -> None:
+def test_login_failures_are_401_then_throttled(
+    admin_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     with TestClient(make_app(login_failures_per_user=3, login_failures_per_address=6)) as c:
         for _ in range(3):
             body = assert_problem(c.post("/login", json={"username": "admin",
@@ -180,6 +182,10 @@ def test_login_failures_are_401_then_throttled(admin_env: None) -> None:
             c.post("/login", json={"username": f"ghost{i}", "password": "wrong-password"})
         # The address has now failed 6 times: every user is refused from it.
         assert_problem(c.post("/login", json={"username": "someone", "password": "x" * 9}), 429)
+    logged = capsys.readouterr().out
+    # Every refused log-in is in the audit log, with no password in it.
+    assert logged.count("denied") >= 7 and "nobody-here" in logged
+    assert "wrong-password" not in logged and ADMIN_PASSWORD not in logged
 
 
 def test_refresh_revokes_the_old_token(api: TestClient[Any], admin: Headers) -> None:
