@@ -15,6 +15,7 @@ from admin_helpers import ADMIN_PASSWORD, assert_problem, login, make_app, make_
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from litestar.testing import TestClient
+from structlog.testing import capture_logs
 
 from aether_core.auth.keys import KeySet
 
@@ -164,10 +165,9 @@ def test_jwks_lists_public_keys_only(ed_api: tuple[TestClient[Any], Forger],
     assert api.get("/.well-known/jwks.json").json() == {"keys": []}
 
 
-def test_login_failures_are_401_then_throttled(
-    admin_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with TestClient(make_app(login_failures_per_user=3, login_failures_per_address=6)) as c:
+def test_login_failures_are_401_then_throttled(admin_env: None) -> None:
+    app = make_app(login_failures_per_user=3, login_failures_per_address=6)
+    with capture_logs() as logs, TestClient(app) as c:
         for _ in range(3):
             body = assert_problem(c.post("/login", json={"username": "admin",
                                                          "password": "wrong-password"}), 401)
@@ -182,10 +182,11 @@ def test_login_failures_are_401_then_throttled(
             c.post("/login", json={"username": f"ghost{i}", "password": "wrong-password"})
         # The address has now failed 6 times: every user is refused from it.
         assert_problem(c.post("/login", json={"username": "someone", "password": "x" * 9}), 429)
-    logged = capsys.readouterr().out
     # Every refused log-in is in the audit log, with no password in it.
-    assert logged.count("denied") >= 7 and "nobody-here" in logged
-    assert "wrong-password" not in logged and ADMIN_PASSWORD not in logged
+    refused = [e for e in logs if e["event"] == "audit" and e["outcome"] == "denied"]
+    assert len(refused) == 8 and {e["status"] for e in refused} == {401, 429}
+    assert {"admin", "nobody-here", "someone"} <= {e["who"] for e in refused}
+    assert "wrong-password" not in repr(logs) and ADMIN_PASSWORD not in repr(logs)
 
 
 def test_refresh_revokes_the_old_token(api: TestClient[Any], admin: Headers) -> None:
