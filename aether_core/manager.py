@@ -41,7 +41,10 @@ from aether_core.watch import Subscription, WatchHub
 
 M = TypeVar("M", bound=BaseModel)
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+# Segments of letters, digits, '_', '-', '.'; a segment of dots only ('.', '..') is
+# refused because URLs and file sinks would resolve it as a path step.
+_SEGMENT = r"(?!\.+(?:/|$))[A-Za-z0-9_.-]+"
+_NAME = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 MAX_NAME = 256
 MAX_PAGE = 1000
 
@@ -50,7 +53,7 @@ def check_name(name: str, what: str = "config") -> None:
     if not isinstance(name, str) or len(name) > MAX_NAME or not _NAME.match(name):
         raise BadRequest(
             f"{what} name {name!r} is invalid: use letters, digits, '_', '-', '.' in "
-            f"segments separated by '/', at most {MAX_NAME} characters"
+            f"segments separated by '/' (not '.' or '..'), at most {MAX_NAME} characters"
         )
 
 
@@ -60,9 +63,11 @@ def _encode_cursor(name: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+        name = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+        check_name(name)
+    except (ValueError, UnicodeDecodeError, BadRequest):
         raise BadRequest(f"cursor {cursor!r} is not one this server issued") from None
+    return name
 
 
 class ConfigManager:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from aether_core.errors import AetherError
+from aether_core.errors import AetherError, Compacted
 from aether_core.providers import ProviderSettings
 from aether_core.records import ChangeEvent
 from aether_core.storage.base import Storage
@@ -203,6 +203,7 @@ class WatchHub:
         )
 
     async def _drive(self, watcher: Watcher, cursor: int) -> None:
+        """Feed one watcher forever; no failure of the feed ends it silently."""
         while True:
             subscription = await self.subscribe(watcher.prefix, cursor)
             try:
@@ -211,6 +212,17 @@ class WatchHub:
                     cursor = event.revision
             except SubscriberDropped as exc:
                 log.warning("watcher fell behind; resuming", watcher=watcher.name, reason=str(exc))
+            except Compacted as exc:
+                # The changes it missed are gone from the feed: say so loudly, go on from
+                # the oldest kept revision rather than stop delivering for good.
+                log.error("watcher missed compacted changes; resuming after them",
+                          watcher=watcher.name, missed_from=cursor,
+                          resume_from=exc.oldest_revision)
+                cursor = exc.oldest_revision
+            except Exception as exc:
+                log.error("watcher feed failed; retrying", watcher=watcher.name,
+                          error=f"{type(exc).__name__}: {exc}", resume_from=cursor)
+                await asyncio.sleep(1.0)
 
     async def _deliver_with_retry(self, watcher: Watcher, event: ChangeEvent) -> None:
         delay = 0.05

@@ -97,19 +97,26 @@ async def test_listing_by_prefix_is_paginated_in_name_order(manager: ConfigManag
             break
         cursor = page.next_cursor
     assert seen == [f"app/{i:02d}" for i in range(7)] and pages == 3
-    with pytest.raises(BadRequest):
-        await manager.list_configs(cursor="%%%not-a-cursor")
+    for bad in ("%%%", "%%%not-a-cursor", "bm90IGEgbmFtZQ", "Lw=="):
+        with pytest.raises(BadRequest, match="cursor"):
+            await manager.list_configs(cursor=bad)
     with pytest.raises(BadRequest):
         await manager.list_configs(limit=0)
 
 
-@pytest.mark.parametrize("name", ["", "/a", "a/", "a//b", "a b", "ü", "x" * 300, "a/../b/ c"])
+@pytest.mark.parametrize(
+    "name", ["", "/a", "a/", "a//b", "a b", "ü", "x" * 300, "a/../b", "..", "a/.", "./a"]
+)
 async def test_bad_names_are_refused_and_change_nothing(
     manager: ConfigManager, name: str
 ) -> None:
     with pytest.raises(BadRequest, match="name"):
         await manager.put(name, 1)
     assert await manager.revision() == 0
+
+
+async def test_dots_inside_a_segment_are_fine(manager: ConfigManager) -> None:
+    assert (await manager.put("svc/v1.2/.env", 1)).name == "svc/v1.2/.env"
 
 
 async def test_values_that_are_not_json_are_refused(manager: ConfigManager) -> None:

@@ -119,3 +119,17 @@ async def test_a_failing_watcher_is_retried_without_delaying_commits() -> None:
             await watcher.got_five.wait()
         assert watcher.seen == [1, 2, 3, 4, 5]
         assert watcher.attempts == 8
+
+
+async def test_a_watcher_behind_a_compaction_resumes_after_it() -> None:
+    async with ConfigManager(MemoryStorage()) as manager:
+        for i in range(5):
+            await manager.put("a", i)
+        await manager.storage.compact(3)
+        watcher = Recorder(failures=0)
+        manager.hub.add_watcher(watcher, since=0)
+        for i in range(5, 10):
+            await manager.put("a", i)
+        async with asyncio.timeout(10):
+            await watcher.got_five.wait()
+        assert watcher.seen == [4, 5, 6, 7, 8]
