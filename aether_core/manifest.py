@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aether_core.errors import ConfigurationError
 from aether_core.plugins import Plugins, installed_plugins, make_plugins
@@ -42,10 +42,16 @@ class NodeSettings(BaseModel):
 
 
 class SecretsSettings(BaseModel):
-    """``[secrets]``; the key provider's own keys sit beside ``key_provider``."""
+    """``[secrets]``; the key provider's own keys sit beside ``key_provider`` and are
+    validated by that provider's settings model."""
 
     model_config = ConfigDict(extra="allow")
     key_provider: str = "local"
+    #: Seconds during which clients receive ``previous`` beside ``current`` after a
+    #: promotion or rollback.
+    overlap: float = Field(default=3600.0, ge=0)
+    #: Default seconds to promote a staged secret (none: no limit).
+    window: float | None = Field(default=86_400.0, gt=0)
 
 
 class PluginsSettings(BaseModel):
@@ -66,6 +72,13 @@ class Section:
 
 
 @dataclass
+class SecretsSection(Section):
+    """``[secrets]``: the key provider (``settings`` are its own) and the kernel's options."""
+
+    options: SecretsSettings
+
+
+@dataclass
 class Manifest:
     """A validated manifest, ready to build a node from."""
 
@@ -77,6 +90,7 @@ class Manifest:
     services: list[Section] = field(default_factory=list)
     watchers: list[Section] = field(default_factory=list)
     plugins: Plugins | None = None
+    secrets: SecretsSection | None = None
 
     @property
     def info(self) -> NodeInfo:
@@ -109,6 +123,9 @@ class RawManifest:
             if isinstance(entries, list):
                 names.extend(e["use"] for e in entries
                              if isinstance(e, dict) and isinstance(e.get("use"), str))
+        secrets = self.data.get("secrets")
+        if isinstance(secrets, dict) and isinstance(secrets.get("key_provider"), str):
+            names.append(secrets["key_provider"])
         plugins = self.data.get("plugins", {})
         if isinstance(plugins, dict) and isinstance(plugins.get("load"), list):
             names.extend(n for n in plugins["load"] if isinstance(n, str))
@@ -313,7 +330,27 @@ def resolve(manifest: RawManifest, plugins: Plugins | None = None) -> Manifest:
         services=lists["services"],
         watchers=lists["watchers"],
         plugins=plugins,
+        secrets=_secrets_section(manifest, plugins, data.get("secrets", {})),
     )
+
+
+def _secrets_section(manifest: RawManifest, plugins: Plugins, values: Any) -> SecretsSection:
+    """``[secrets]``: the kernel's keys, then the rest against the key provider's model."""
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"{manifest.where}: [secrets]: expected a table")
+    own = set(SecretsSettings.model_fields)
+    options = validate_section(manifest, ["secrets"], SecretsSettings,
+                               {k: v for k, v in values.items() if k in own})
+    assert isinstance(options, SecretsSettings)
+    try:
+        cls = plugins.get("key_provider", options.key_provider)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{manifest.where}: [secrets] key_provider: {exc.detail}") from None
+    settings = validate_section(manifest, ["secrets"], cls.Settings,
+                                {k: v for k, v in values.items() if k not in own})
+    return SecretsSection(label="[secrets]", kind="key_provider", use=options.key_provider,
+                          settings=settings, options=options)
 
 
 def load(path: Path | None) -> Manifest:

@@ -15,6 +15,7 @@ from aether_core.manager import ConfigManager
 from aether_core.manifest import Manifest, Section
 from aether_core.plugins import Plugins
 from aether_core.providers import NodeInfo, build
+from aether_core.secrets.manager import SecretManager
 from aether_core.services import Service
 from aether_core.storage.base import Storage
 from aether_core.transport.base import Transport
@@ -34,6 +35,7 @@ class Node:
         self.info: NodeInfo = manifest.info
         self.manager: ConfigManager | None = None
         self.auth: Auth | None = None
+        self.secrets: SecretManager | None = None
         self.services: list[Service] = []
         self.watchers: list[Watcher] = []
         self._started = False
@@ -66,6 +68,11 @@ class Node:
         transport: Transport = self._build(m.transport)
         self.manager = ConfigManager(storage, transport)
         await self.manager.start()
+        if m.secrets is not None:
+            self.secrets = SecretManager(
+                self.manager, self._build(m.secrets), overlap=m.secrets.options.overlap,
+                window=m.secrets.options.window)
+            await self.secrets.start()
         if m.auth is not None:
             self.auth = self._build(m.auth)
             await self.auth.start()
@@ -103,6 +110,9 @@ class Node:
         for watcher in self.watchers:
             await watcher.close()
         self.watchers.clear()
+        if self.secrets is not None:
+            await self.secrets.close()
+            self.secrets = None
         if self.manager is not None:
             await self.manager.close()
             self.manager = None
