@@ -13,15 +13,8 @@ from structlog.testing import capture_logs
 from aether_core import manifest
 from aether_core.errors import ConfigurationError, StorageFault, VersionConflict
 from aether_core.node import Node
-from aether_core.plugins import make_plugins
 
 SECRET = "s3cr3t-Pa55word"
-
-
-def load(path: Path) -> manifest.Manifest:
-    # manifest.load(path) would also do, but it currently asks for an entry point for the
-    # built-in "local" transport too (a kernel bug, reported); naming the plugins sidesteps it.
-    return manifest.resolve(manifest.read(path), make_plugins(["postgres"]))
 
 
 def write_manifest(tmp_path: Path, storage: str, node: str = "node-1") -> Path:
@@ -43,13 +36,16 @@ def write_manifest(tmp_path: Path, storage: str, node: str = "node-1") -> Path:
     ('poolsize = 3', "[storage] poolsize: unknown key"),
     (f'dsn = "host=db password={SECRET} oops"',
      "[storage] dsn: not a PostgreSQL connection string"),
+    (f'password = "{SECRET}"', '[storage] password: must be a reference, "${env:NAME}"'),
+    (f'dsn = "postgresql://postgres:{SECRET}@127.0.0.1/test"',
+     "[storage] dsn: holds a password inline"),
 ])
 def test_bad_settings_are_one_clear_line_naming_the_key(
     tmp_path: Path, storage: str, message: str
 ) -> None:
     path = write_manifest(tmp_path, storage)
     with pytest.raises(ConfigurationError) as info:
-        load(path)
+        manifest.load(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
     assert SECRET not in str(info.value)
@@ -63,7 +59,7 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
     monkeypatch.setenv("AETHER_TEST_PG_PASSWORD", SECRET)
     path = write_manifest(
         tmp_path, f'dsn = "{pg_dsn}"\npassword = "${{env:AETHER_TEST_PG_PASSWORD}}"')
-    settings = load(path).storage.settings
+    settings = manifest.load(path).storage.settings
     assert isinstance(settings, PostgresSettings)
     assert settings.password is not None and settings.password.get_secret_value() == SECRET
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
@@ -76,7 +72,7 @@ def test_a_dsn_from_the_environment_may_carry_the_password(
     (tmp_path / "pw").write_text(SECRET + "\n", encoding="utf-8")
     path = write_manifest(tmp_path, 'dsn = "${env:AETHER_TEST_PG_URL}"\n'
                                     f'password = "${{file:{tmp_path / "pw"}}}"')
-    settings = load(path).storage.settings
+    settings = manifest.load(path).storage.settings
     assert isinstance(settings, PostgresSettings)
     assert settings.password is not None and settings.password.get_secret_value() == SECRET
     assert PostgresStorage(settings).where.startswith("postgres postgres@db:5432/app")
@@ -98,8 +94,8 @@ async def test_two_nodes_from_manifests_share_state(
     tmp_path: Path, pg_dsn: str, pg_schema: str
 ) -> None:
     section = f'dsn = "{pg_dsn}"\nschema = "{pg_schema}"\npool_size = 3'
-    a = Node(load(write_manifest(tmp_path, section, "node-a")))
-    b = Node(load(write_manifest(tmp_path, section, "node-b")))
+    a = Node(manifest.load(write_manifest(tmp_path, section, "node-a")))
+    b = Node(manifest.load(write_manifest(tmp_path, section, "node-b")))
     await a.start()
     await b.start()
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,9 +13,10 @@ from aether_postgres import PostgresStorage
 from aether_postgres.migrations import LATEST, migrate
 from psycopg import sql
 
-from aether_core.errors import StorageFault
+from aether_core.errors import BadRequest, StorageFault
 from aether_core.manager import ConfigManager
 from aether_core.records import ChangeEvent, Record, Write
+from aether_core.storage.sqlite import SqliteStorage
 
 MakeStorage = Callable[..., Awaitable[PostgresStorage]]
 
@@ -229,3 +231,40 @@ async def test_a_watch_survives_lost_connections_with_no_gap(
         got += [(await asyncio.wait_for(anext(events), 10)).revision for _ in later[1:]]
         assert got == [r.revision for r in later]
         assert not b.hub._tasks[0].done()  # the hub's pump is still running
+
+
+async def test_export_from_sqlite_imports_into_postgres_and_back_unchanged(
+    make_storage: MakeStorage, tmp_path: Path,
+) -> None:
+    async with ConfigManager(SqliteStorage(tmp_path / "a.db")) as source:
+        await source.put_schema("svc", {"type": "object"}, bind=["svc/"])
+        for i in range(3):
+            await source.put("svc/db", {"port": 5432 + i}, author="ann", comment=f"c{i}")
+        await source.put("svc/cache", {"ttl": 1.5, "text": "héllo ✓"})
+        await source.delete("svc/cache")
+        await source.storage.compact(2)
+        exported = b"".join([chunk async for chunk in source.export()])
+        original = await source.storage.records_since(0)
+
+    target = ConfigManager(await make_storage())
+    async with target:
+        header = await target.import_(_chunks(exported))
+        assert (header.revision, header.records) == (len(original), len(original))
+        assert await target.storage.records_since(0) == original
+        assert await target.storage.compacted_revision() == 2
+        assert (await target.get("svc/db")).value == {"port": 5434}
+        again = b"".join([chunk async for chunk in target.export()])
+        assert again == exported
+        with pytest.raises(BadRequest, match="empty store"):
+            await target.import_(_chunks(exported))
+        nxt = await target.put("svc/db", {"port": 1})
+        assert (nxt.version, nxt.revision) == (4, len(original) + 1)
+
+    async with ConfigManager(SqliteStorage(tmp_path / "b.db")) as back:
+        await back.import_(_chunks(again))
+        assert await back.storage.records_since(0) == original
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 100):  # lines split across chunks, as over HTTP
+        yield data[start:start + 100]
