@@ -10,6 +10,7 @@ or an error; :func:`describe_dsn` is the form that may be shown.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal, Self
 
 from psycopg.conninfo import conninfo_to_dict
@@ -123,6 +124,16 @@ class PostgresSettings(StorageSettings):
                 "password itself",
             )
         return value
+
+    @field_validator("sslrootcert", "sslcert", "sslkey")
+    @classmethod
+    def _relative_to_the_manifest(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A relative certificate path means "next to the manifest", not "wherever the
+        # node happened to be started from".
+        base = info.context.get("manifest_path") if isinstance(info.context, dict) else None
+        if value is None or base is None or Path(value).expanduser().is_absolute():
+            return value
+        return str(Path(base).parent / value)
 
     @field_validator("schema_name")
     @classmethod

@@ -78,6 +78,16 @@ def test_a_dsn_from_the_environment_may_carry_the_password(
     assert PostgresStorage(settings).where.startswith("postgres postgres@db:5432/app")
 
 
+def test_certificate_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
+    path = write_manifest(
+        tmp_path, 'sslmode = "verify-full"\nsslrootcert = "certs/ca.pem"\nsslkey = "/abs/k.pem"')
+    settings = manifest.load(path).storage.settings
+    assert isinstance(settings, PostgresSettings)
+    assert settings.sslrootcert == str(tmp_path / "certs" / "ca.pem")
+    assert settings.sslkey == "/abs/k.pem"
+    assert PostgresStorage(settings)._connect_kwargs()["sslmode"] == "verify-full"
+
+
 async def test_a_password_in_the_dsn_stays_out_of_logs_and_errors(pg_dsn: str) -> None:
     dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:1/test"  # nothing listens on port 1
     store = PostgresStorage(PostgresSettings(dsn=dsn, connect_timeout=2))
