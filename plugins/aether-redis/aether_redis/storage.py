@@ -353,8 +353,11 @@ class RedisStorage(Storage):
         event = self._wake_event
         if await self.revision() > revision:
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as the event fires, and the cancelled feed would wait on forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.done():

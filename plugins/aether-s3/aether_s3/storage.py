@@ -449,6 +449,7 @@ class S3Storage(Storage):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
+            # asyncio.timeout, not wait_for: see RedisStorage.wait_for_change (3.11).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(),
-                                       min(self.settings.poll_interval, remaining))
+                async with asyncio.timeout(min(self.settings.poll_interval, remaining)):
+                    await event.wait()
