@@ -48,8 +48,9 @@ class RedisSettings(StorageSettings):
     #: records themselves are kept forever; the stream only wakes waiting nodes.
     stream_maxlen: int = Field(default=10_000, ge=100)
     #: How long a commit's outcome is remembered so that a retry after a lost reply
-    #: returns it instead of committing twice (seconds).
-    commit_token_ttl: int = Field(default=600, ge=10)
+    #: returns it instead of committing twice (seconds). Retries happen within a few
+    #: seconds; each commit keeps one small key this long.
+    commit_token_ttl: int = Field(default=60, ge=10)
 
     @field_validator("url")
     @classmethod
