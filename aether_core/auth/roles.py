@@ -25,6 +25,7 @@ ACTIONS = (
     "schemas:read",
     "schemas:write",
     "secrets:read",
+    "secrets:write",
     "users:admin",
 )
 

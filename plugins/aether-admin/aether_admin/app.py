@@ -13,10 +13,12 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from aether_admin.context import STATE_KEY, AdminContext
+from aether_admin.controllers.acks import AckController
 from aether_admin.controllers.auth import AuthController
 from aether_admin.controllers.configs import ConfigController
 from aether_admin.controllers.health import HealthController
 from aether_admin.controllers.schemas import SchemaController
+from aether_admin.controllers.secrets import KeyController, SecretController
 from aether_admin.controllers.users import RoleController, UserController
 from aether_admin.controllers.watch import WatchController
 from aether_admin.edge import Edge
@@ -29,11 +31,13 @@ from aether_core.auth.base import Auth
 from aether_core.auth.jwt import JwtAuth
 from aether_core.auth.keys import KeySet
 from aether_core.manager import ConfigManager
+from aether_core.secrets.manager import SecretManager
 from aether_core.transport.base import Transport
 
 CONTROLLERS = (
     AuthController, ConfigController, SchemaController, UserController, RoleController,
-    WatchController, HealthController,
+    WatchController, HealthController, SecretController, KeyController,
+    AckController,
 )
 
 
@@ -54,6 +58,7 @@ def create_app(
     settings: AdminSettings | None = None,
     metrics: Metrics | None = None,
     close_manager: bool = False,
+    secrets: SecretManager | None = None,
 ) -> Litestar:
     """The admin API for ``manager``, ready to mount in any ASGI server.
 
@@ -63,6 +68,7 @@ def create_app(
         the first start creates ``admin`` from ``$AETHER_ADMIN_PASSWORD``.
     :param settings: body limit, login throttling, docs (see :class:`AdminSettings`).
     :param close_manager: close ``manager`` when the ASGI server shuts down.
+    :param secrets: serve ``/secrets`` and ``/keys`` (404 there without one).
 
     The app starts ``manager`` and loads the users on ASGI start-up if nobody did yet.
     """
@@ -71,6 +77,7 @@ def create_app(
     auth = auth if auth is not None else JwtAuth(KeySet.generate_hmac())
     ctx = AdminContext(
         manager=manager,
+        secrets=secrets,
         transport=transport or manager.transport,
         auth=auth,
         settings=settings,

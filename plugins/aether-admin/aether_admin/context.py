@@ -15,6 +15,7 @@ from aether_core.auth.base import Auth, Principal
 from aether_core.auth.jwt import JwtAuth
 from aether_core.errors import NotFound, Unauthorized
 from aether_core.manager import ConfigManager
+from aether_core.secrets.manager import SecretManager
 from aether_core.transport.base import Transport
 
 STATE_KEY = "aether"
@@ -31,6 +32,8 @@ class AdminContext:
     address_throttle: Throttle
     #: Set when the server stops, so open watch streams end at once.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The node's secrets (``/secrets``, ``/keys``); None serves 404 there.
+    secrets: SecretManager | None = None
 
     def users(self) -> JwtAuth:
         """The user administration of the built-in ``jwt`` auth."""

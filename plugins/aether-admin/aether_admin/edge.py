@@ -23,7 +23,9 @@ audit_log = structlog.get_logger("aether.audit")
 
 SEP = "\x1f"
 SUB_RESOURCES = {"configs": frozenset({"versions", "diff", "rollback"}),
-                 "schemas": frozenset({"check"})}
+                 "schemas": frozenset({"check"}),
+                 "secrets": frozenset({"value", "values", "stage", "promote", "rollback",
+                                       "diff"})}
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 

@@ -105,7 +105,8 @@ class AdminService(Service):
             )
         if isinstance(node.auth, JwtAuth):
             await node.auth.attach(node.config)
-        app = create_app(node.config, node.config.transport, node.auth, settings=self.settings)
+        app = create_app(node.config, node.config.transport, node.auth, settings=self.settings,
+                         secrets=node.secrets)
         self.context = admin_context(app)
         self.listener = Listener(app, self.settings.host, self.settings.port)
         await self.listener.start()
