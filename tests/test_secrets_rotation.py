@@ -115,6 +115,55 @@ async def test_reads_and_writes_never_fail_during_a_rotation(secrets: SecretMana
         assert (await secrets.reveal(name)).value == value
 
 
+async def test_clients_never_fail_through_secret_and_key_rotations(
+    secrets: SecretManager,
+) -> None:
+    """Clients follow the protocol (use current, accept previous during the overlap)
+    while values are staged and promoted over and over and the KEK rotates."""
+    names = [f"db-{n}" for n in range(4)]
+    promoted: dict[str, list[str]] = {name: [f"{name}-v1"] for name in names}
+    for name in names:
+        await secrets.put(name, promoted[name][0])
+    stop = asyncio.Event()
+    reads = failures = 0
+
+    async def client(seed: int) -> None:
+        nonlocal reads, failures
+        rng = random.Random(seed)
+        while not stop.is_set():
+            name = rng.choice(names)
+            try:
+                offered = [r.value for r in await secrets.reveal_for_client(name)]
+                # The credential in force is the newest promoted one or, while its
+                # promotion is reaching everyone, the one before it.
+                assert offered[0] in promoted[name][-2:] and set(offered) <= set(promoted[name])
+                reads += 1
+            except Exception:  # any failure is what this test counts
+                failures += 1
+            await asyncio.sleep(0)
+
+    async def rotate_values() -> None:
+        for cycle in range(2, 12):
+            for name in names:
+                staged = await secrets.stage(name, f"{name}-v{cycle}")
+                promoted[name].append(f"{name}-v{cycle}")
+                await secrets.promote(name, staged.pending or 0)
+            await asyncio.sleep(0.01)
+
+    clients = [asyncio.create_task(client(seed)) for seed in range(4)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(rotate_values(), KeyRotator(secrets, batch=1, pause=0.02).rotate())
+    await asyncio.sleep(0.05)
+    elapsed = loop.time() - started
+    stop.set()
+    await asyncio.gather(*clients)
+    assert failures == 0
+    assert reads / elapsed >= 100, (reads, elapsed)
+    for name in names:
+        assert (await secrets.reveal(name)).value == f"{name}-v11"
+
+
 async def test_a_rotation_interrupted_in_process_resumes_from_its_cursor(
     secrets: SecretManager,
 ) -> None:
