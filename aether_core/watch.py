@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from aether_core.errors import AetherError, Compacted
+from aether_core.errors import AetherError, Compacted, StorageFault
 from aether_core.providers import ProviderSettings
-from aether_core.records import ChangeEvent
+from aether_core.records import ChangeEvent, Record
 from aether_core.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ class Subscription:
         self.kinds = kinds
         self.cursor = since
         self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(queue_size)
-        self._history: list[ChangeEvent] | None = None  # None: still catching up
         self.dropped: str | None = None
         self._wakeup = asyncio.Event()
 
@@ -76,10 +75,28 @@ class Subscription:
     def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         return self._events()
 
+    async def _history(self) -> list[Record]:
+        """The next stored batch; a storage fault is waited out like the hub's pump does,
+        so an outage delays a subscriber and never ends it. ``Compacted`` still ends it."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.hub.storage.changes(self.cursor)
+            except AetherError as exc:
+                if not isinstance(exc, StorageFault):
+                    raise
+                error: Exception = exc
+            except Exception as exc:
+                error = exc
+            log.warning("watch history read failed; retrying", resume_from=self.cursor,
+                        error=f"{type(error).__name__}: {error}", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     async def _events(self) -> AsyncIterator[ChangeEvent]:
         try:
             # History first, straight from storage (raises Compacted if it is gone).
-            while batch := await self.hub.storage.changes(self.cursor):
+            while batch := await self._history():
                 for record in batch:
                     if self.dropped:
                         raise SubscriberDropped(self.dropped, resume_from=self.cursor)
@@ -163,10 +180,21 @@ class WatchHub:
         self._tasks.append(asyncio.create_task(self._pump(self.head), name="aether-watch-pump"))
 
     async def _pump(self, since: int) -> None:
-        async for event in self.storage.feed(since):
-            self.head = event.revision
-            for subscriber in list(self._subscribers):
-                subscriber._offer(event)
+        """Fan the feed out; a storage fault pauses it, never ends it (resume from head)."""
+        self.head = since
+        delay = 0.1
+        while True:
+            try:
+                async for event in self.storage.feed(self.head):
+                    self.head = event.revision
+                    delay = 0.1
+                    for subscriber in list(self._subscribers):
+                        subscriber._offer(event)
+            except Exception as exc:
+                log.error("change feed failed; retrying", error=f"{type(exc).__name__}: {exc}",
+                          resume_from=self.head, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def subscribe(
         self,

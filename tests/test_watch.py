@@ -133,3 +133,31 @@ async def test_a_watcher_behind_a_compaction_resumes_after_it() -> None:
         async with asyncio.timeout(10):
             await watcher.got_five.wait()
         assert watcher.seen[:5] == [4, 5, 6, 7, 8]  # 1..3 are compacted away
+
+
+class FlakyFeedStorage(MemoryStorage):
+    """Memory storage whose change feed fails a few times, as a database outage would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def records_since(self, revision: int, limit: int = 1000) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database went away")
+        return await super().records_since(revision, limit)
+
+
+async def test_the_hub_outlives_a_failing_change_feed() -> None:
+    storage = FlakyFeedStorage(failures=0)
+    async with ConfigManager(storage) as manager:
+        subscription = await manager.watch("", since=0)
+        events = aiter(subscription)
+        await manager.put("a", 1)
+        assert (await asyncio.wait_for(anext(events), 5)).revision == 1
+        storage.failures = 3  # the pump (and nothing else reading) hits the outage
+        await manager.put("a", 2)
+        await manager.put("a", 3)
+        got = [(await asyncio.wait_for(anext(events), 10)).revision for _ in range(2)]
+        assert got == [2, 3]
