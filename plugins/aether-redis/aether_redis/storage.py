@@ -192,8 +192,9 @@ class RedisStorage(Storage):
             raise StorageFault(f"redis storage {self.settings.where()} is not open")
         try:
             # Shielded: a cancelled caller (a watcher that went away) returns at once
-            # while the command finishes on its own. Cancelling redis-py mid-command can
-            # swallow the cancellation or wedge the connection pool.
+            # while the command finishes on its own, so redis-py is never cancelled
+            # mid-command; it has had bugs there that swallowed the cancellation or left
+            # the connection unusable (redis/redis-py#2028, #2579).
             return await asyncio.shield(fn())
         except RedisError as exc:
             raise self._fault(action, exc) from exc
