@@ -88,7 +88,9 @@ class Edge:
         finally:
             route = str(scope.get("path_template") or "unmatched")
             self.metrics.observe(method, route, status, time.perf_counter() - started)
-            if method not in _SAFE or status in (401, 403, 429):
+            # Reading a secret's plaintext is audited like a change.
+            if (method not in _SAFE or status in (401, 403, 429)
+                    or scope.get("aether.action") == "secrets:read"):
                 _audit(scope, original, status)
 
     @staticmethod

@@ -136,6 +136,9 @@ def test_values_need_secrets_read_and_changes_secrets_write(
     audit = [e for e in logs if e["event"] == "audit" and e.get("action") == "secrets:write"]
     assert any(e["status"] == 201 and e["who"] == "writer" for e in audit)
     assert any(e["status"] == 403 and e["who"] == "reader" for e in audit)
+    reads = [e for e in logs if e["event"] == "audit" and e.get("action") == "secrets:read"]
+    assert any(e["status"] == 200 and e["who"] == "reader" and e["method"] == "GET"
+               and e["resource"] == "app/db/password" for e in reads)
     assert_no_plaintext_outside_value_reads(seen, logs)
 
 
