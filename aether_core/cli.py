@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from importlib import resources
@@ -237,13 +238,31 @@ def import_command(manifest_path: Path | None, input_path: Path, as_json: bool) 
     emit(as_json, header, f"imported {header.records} records up to revision {header.revision}")
 
 
+#: Entry-point group of plugins that only add CLI commands (the client commands): the
+#: CLI offers them whenever they are installed, as Flask does with ``flask.commands``.
+#: A node never loads them; they name the same module as their ``aether`` entry point.
+CLI_ENTRY_POINT_GROUP = "aether.cli"
+
+
+def _cli_only_plugins(skip: set[str]) -> list[tuple[str, object]]:
+    import importlib.metadata
+
+    from aether_core.plugins import DISABLE_ENV, load_entry_point
+
+    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    return [(ep.name, load_entry_point(ep.name))
+            for ep in importlib.metadata.entry_points(group=CLI_ENTRY_POINT_GROUP)
+            if ep.name not in skip and ep.name not in disabled]
+
+
 def _load_plugin_commands() -> None:
-    """Let the built-ins and the manifest's plugins add commands. A broken manifest must
-    not stop ``aether --help`` or ``aether manifest check`` from explaining it."""
+    """Let the built-ins, the manifest's plugins and the installed CLI-only plugins add
+    commands. A broken manifest must not stop ``aether --help`` or ``aether manifest
+    check`` from explaining it."""
     try:
         path = manifest_mod.find(None)
         names = manifest_mod.read(path).plugin_names() if path else []
-        plugins = make_plugins(names)
+        plugins = make_plugins(names, extra=_cli_only_plugins(set(names)))
     except AetherError as exc:
         AetherGroup.plugin_error = exc.detail
         plugins = make_plugins()
