@@ -10,8 +10,10 @@ or log line does either.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -141,11 +143,36 @@ class SecretManager:
         self.overlap = overlap
         self.window = window
         self._data_keys: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        #: A key rotation that a crash interrupted, resumed in the background by start().
+        self.resuming: asyncio.Task[Any] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, resume_rotation: bool = True) -> None:
+        """Check the keys; resume an interrupted key rotation in the background (reads
+        and writes are served meanwhile)."""
         await self.keys.start()
+        if not resume_rotation:
+            return
+        from aether_core.secrets.rotation import KeyRotator  # rotation imports this module
+
+        rotator = KeyRotator(self)
+        if (await rotator.status()).rotation is not None:
+            self.resuming = asyncio.create_task(self._resume(rotator),
+                                                name="aether-key-rotation-resume")
+
+    @staticmethod
+    async def _resume(rotator: Any) -> None:
+        try:
+            await rotator.resume(author="resume")
+        except Exception as exc:
+            log.error("resuming the key rotation failed; it resumes at the next start",
+                      error=type(exc).__name__, detail=getattr(exc, "detail", ""))
 
     async def close(self) -> None:
+        if self.resuming is not None and not self.resuming.done():
+            self.resuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.resuming
+        self.resuming = None
         self._data_keys.clear()
         await self.keys.close()
 
