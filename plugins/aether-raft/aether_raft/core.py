@@ -565,9 +565,7 @@ class RaftCore:
             else:
                 self._become_follower(m.term, None)
         elif m.term < self.term:
-            if isinstance(m, AppendEntries | Heartbeat) and (
-                self.cfg.check_quorum or self.cfg.pre_vote
-            ):
+            if isinstance(m, AppendEntries | Heartbeat):
                 # A stale leader (e.g. back from a partition) learns the newer term.
                 self._send(
                     AppendResponse(src=self.id, dst=m.src, term=self.term, success=False, index=0)
