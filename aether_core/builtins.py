@@ -68,5 +68,7 @@ def aether_shutdown(node: Node) -> Any:
 @hookimpl
 def aether_register_commands(cli: click.Group) -> None:
     from aether_core.auth.cli import users
+    from aether_core.secrets.cli import secrets
 
     cli.add_command(users)
+    cli.add_command(secrets)

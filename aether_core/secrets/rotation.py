@@ -34,6 +34,7 @@ from aether_core.errors import AlreadyExists, BadRequest, VersionConflict
 from aether_core.manager import MAX_PAGE
 from aether_core.records import Record
 from aether_core.secrets.apply import live_state
+from aether_core.secrets.errors import RotationRefused
 from aether_core.secrets.manager import SecretManager, b64
 from aether_core.secrets.sealed import (
     KEYRING,
@@ -150,9 +151,16 @@ class KeyRotator:
                     continue
                 self.secrets.forget_key_version(version)
                 retired.append(version)
-        await self.secrets.propose(FinishKeyRotation(
-            rotation_id=rotation.id, retired=retired, author=author,
-            timestamp=config.now()))
+        try:
+            await self.secrets.propose(FinishKeyRotation(
+                rotation_id=rotation.id, retired=retired, author=author,
+                timestamp=config.now()))
+        except RotationRefused:
+            # Another runner (a resume on another node) finished this rotation first.
+            last = (await self.status()).last
+            if last is None or last.id != rotation.id:
+                raise
+            return last
         log.info("key rotation finished", rotation=rotation.id, key_version=current,
                  rewrapped=done, retired=retired)
         last = (await self.status()).last

@@ -302,11 +302,12 @@ class KeyController(Controller):
 
     async def _status(self, secrets: SecretManager) -> KeysOut:
         task = _ROTATIONS.get(secrets)
+        busy = [t for t in (task, secrets.resuming) if t is not None and not t.done()]
         return KeysOut(
             key_provider=secrets.keys.name, versions=await secrets.keys.versions(),
             current=await secrets.keys.current_version(),
             keyring=await KeyRotator(secrets).status(),
-            rotating=task is not None and not task.done(),
+            rotating=bool(busy),
         )
 
     @get("/", summary="Key versions and the state of key rotation")
@@ -321,7 +322,7 @@ class KeyController(Controller):
         self._guard(request)
         secrets = secrets_of(request)
         task = _ROTATIONS.get(secrets)
-        if task is not None and not task.done():
+        if any(t is not None and not t.done() for t in (task, secrets.resuming)):
             raise RotationRefused("a key rotation is already running on this node; "
                                   "GET /keys shows its progress")
         task = asyncio.create_task(KeyRotator(secrets).rotate(author=principal(request).name),
