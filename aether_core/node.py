@@ -107,6 +107,8 @@ class Node:
         for service in reversed(self.services):
             await service.stop()
         self.services.clear()
+        if self.manager is not None:
+            await self.manager.hub.stop()  # no delivery may reach a closed watcher
         for watcher in self.watchers:
             await watcher.close()
         self.watchers.clear()
