@@ -812,7 +812,9 @@ class RaftCore:
                 for ctx, requester in waiting:
                     self._leader_read(ctx, requester)
         if self.id not in self.conf.voters and self.commit >= self.log.last_conf_index():
-            self._become_follower(self.term, None)  # our removal is committed: step down
+            # Our removal is committed: tell the others the commit index, step down.
+            self._bcast_heartbeat()
+            self._become_follower(self.term, None)
         return advanced
 
     def _match(self, peer: str) -> int:
