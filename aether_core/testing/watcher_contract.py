@@ -62,7 +62,8 @@ def write_manifest(path: Path, use: str | None, settings: dict[str, Any], *,
     """Write a manifest with one watcher (none if ``use`` is None) to ``path``; the
     node's data directory is ``data`` beside it. Settings are written as a manifest
     author would, so ``${env:…}`` references are interpolated by the kernel."""
-    lines = ['[node]', 'name = "contract"', 'data_dir = "data"', "",
+    data_dir = toml_value(path.parent.absolute() / "data")
+    lines = ["[node]", 'name = "contract"', f"data_dir = {data_dir}", "",
              "[storage]", f"use = {toml_value(storage)}", "",
              "[transport]", 'use = "local"', ""]
     if use is not None:
