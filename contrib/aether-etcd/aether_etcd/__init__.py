@@ -1,0 +1,1 @@
+"""Aether storage over an etcd cluster, through its HTTP/JSON gateway."""
