@@ -115,6 +115,7 @@ class SimConfig:
     #: Crash right after granting a vote or winning an election: the moments where
     #: what reached the disk decides safety.
     risky_crash: float = 0.05
+    commit_crash: float = 0.01  # a leader crashes right after advancing its commit index
     partition: float = 0.006
     membership: float = 0.004
     client: float = 0.35
@@ -348,9 +349,11 @@ class Simulator:
         if node.core.role is Role.LEADER and self.cfg.risky_crash:
             # A leader that dies before its first entries spread, or right after it
             # advanced its commit index (before followers learn it).
-            p = self.cfg.risky_crash if not was_leader else self.cfg.risky_crash / 5
+            p = self.cfg.risky_crash if not was_leader else self.cfg.commit_crash
             if (not was_leader or node.core.commit > commit) and self.rng.random() < p:
                 self.crash(node)
+                if self.rng.random() < 0.5:
+                    node.restart()  # a reboot: back at once with only its disk
 
     def victim(self) -> SimNode:
         leader = self.leader()
