@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests talk to are up on loopback: PostgreSQL on
-# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379. Starts a server that is
+# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379; and that the etcd binary is
+# installed (its tests start their own). Starts a server that is
 # installed but stopped; installs it from Debian's packages when running as root;
 # otherwise stops with one line saying what to install. Never skips.
 set -euo pipefail
@@ -47,5 +48,18 @@ redis() {
   wait_port 6379 || { echo "services: Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
 }
 
+# The etcd storage tests (contrib/aether-etcd) start their own etcd on free ports; they
+# only need the binary (Debian's etcd-server).
+etcd_binary() {
+  command -v etcd >/dev/null 2>&1 && return 0
+  # A fresh machine may not have the package lists yet.
+  apt_install etcd-server || { [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 &&
+    apt_install etcd-server; } || {
+    echo "services: the etcd binary is missing and cannot be installed here; install it (apt-get install etcd-server)" >&2
+    exit 1
+  }
+}
+
 postgres
 redis
+etcd_binary

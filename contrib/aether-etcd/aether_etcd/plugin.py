@@ -1,5 +1,4 @@
-"""Entry point ``etcd``: registers
-:class:`~aether_etcd.provider.EtcdStorage`.
+"""Entry point ``etcd``: registers :class:`~aether_etcd.provider.EtcdStorage`.
 
 A plugin module does nothing at import time but define hooks: the provider module is
 imported only when the kernel collects the plugin.
