@@ -265,7 +265,10 @@ def _load_plugin_commands() -> None:
         plugins = make_plugins(names, extra=_cli_only_plugins(set(names)))
     except AetherError as exc:
         AetherGroup.plugin_error = exc.detail
-        plugins = make_plugins()
+        try:  # a client's commands work beside a manifest that cannot load here
+            plugins = make_plugins(extra=_cli_only_plugins(set()))
+        except AetherError:
+            plugins = make_plugins()
     plugins.hook.aether_register_commands(cli=cli)
 
 

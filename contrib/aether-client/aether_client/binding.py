@@ -206,6 +206,9 @@ class Binding(Generic[M]):
             except ApiError as exc:  # refused (403 …): say so, try again later
                 log.error("cannot watch the config", config=self.name, error=exc.detail)
                 await asyncio.sleep(backoff.maximum)
+            except Exception:  # a bug or a malformed event must not end hot reload
+                log.exception("watching the config failed; retrying", config=self.name)
+                await asyncio.sleep(backoff.maximum)
 
     async def _resync(self) -> int:
         backoff = self._client.backoff

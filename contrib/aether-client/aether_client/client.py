@@ -26,7 +26,7 @@ from aether_client.binding import Binding
 from aether_client.cache import ValueCache, default_cache_dir
 from aether_client.credentials import Credentials, url_from_env
 from aether_client.errors import ApiError, ClientError, Compacted, Unreachable
-from aether_client.records import ConfigRecord, VersionInfo, WatchEvent
+from aether_client.records import Change, ConfigRecord, VersionInfo, WatchEvent
 from aether_client.stream import Backoff, resumable_events
 
 log = structlog.get_logger("aether.client")
@@ -316,6 +316,7 @@ class AsyncAetherClient:
 
     async def bind(
         self, name: str, model: type[M], *, default: M | None = None,
+        on_change: Callable[[Change[M]], Any] | None = None,
     ) -> Binding[M]:
         """A live, typed view of config ``name``.
 
@@ -325,9 +326,13 @@ class AsyncAetherClient:
         (one reference swap) and runs the ``on_change`` callbacks; an invalid one is
         not applied and is reported to the server as a nack.
 
+        :param on_change: a first callback, registered before the binding starts to
+            follow (so not even the first change after the initial value is missed).
         :raises ClientError: no value from the server, the cache or ``default``.
         """
         binding: Binding[M] = Binding(name, model, self)
+        if on_change is not None:
+            binding.on_change(on_change)
         since = await binding.load(default)
         self._bindings.append(binding)
         self.spawn(binding.follow(since), f"aether-bind-{name}")
@@ -361,5 +366,4 @@ class AsyncAetherClient:
         return True
 
 
-Callback = Callable[..., Any]
 __all__ = ["AsyncAetherClient", "Compacted"]

@@ -8,17 +8,16 @@ thread; ``on_change`` callbacks run there too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from aether_client.binding import Binding
 from aether_client.client import AsyncAetherClient
-from aether_client.records import ConfigRecord, VersionInfo, WatchEvent
+from aether_client.records import Change, ConfigRecord, VersionInfo, WatchEvent
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -94,24 +93,24 @@ class AetherClient:
                 status: str | None = None) -> list[dict[str, Any]]:
         return self._run(self.aio.reports(name, version=version, status=status))
 
-    def bind(self, name: str, model: type[M], *, default: M | None = None) -> Binding[M]:
+    def bind(self, name: str, model: type[M], *, default: M | None = None,
+             on_change: Callable[[Change[M]], Any] | None = None) -> Binding[M]:
         """See :meth:`AsyncAetherClient.bind`; callbacks run in the client's thread."""
-        return self._run(self.aio.bind(name, model, default=default))
+        return self._run(self.aio.bind(name, model, default=default, on_change=on_change))
 
     def watch(self, prefix: str = "", since: int | None = None) -> Iterator[WatchEvent]:
         """See :meth:`AsyncAetherClient.watch`; stops when the iterator is closed."""
-        events: queue.Queue[Any] = queue.Queue(1024)
+        # Unbounded: the loop thread must never block on a consumer that went away.
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         async def pump(stream: AsyncIterator[WatchEvent]) -> None:
             try:
                 async for event in stream:
-                    await asyncio.to_thread(events.put, event)
+                    events.put(event)
             except Exception as exc:
-                with contextlib.suppress(queue.Full):
-                    events.put_nowait(exc)
+                events.put(exc)
             finally:
-                with contextlib.suppress(queue.Full):
-                    events.put_nowait(_END)
+                events.put(_END)
 
         task = asyncio.run_coroutine_threadsafe(pump(self.aio.watch(prefix, since)),
                                                 self._loop)

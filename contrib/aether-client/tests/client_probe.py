@@ -12,7 +12,7 @@ import sys
 import threading
 
 import structlog
-from aether_client import AetherClient, Backoff, Change
+from aether_client import AetherClient, Backoff, Binding, Change
 from pydantic import BaseModel, Field
 
 
@@ -32,16 +32,18 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with AetherClient(backoff=Backoff(initial=0.05, maximum=0.5), client_id="probe-1") as client:
-        binding = client.bind(name, DatabaseSettings)
-        say(event="ready", version=binding.version, source=binding.source,
-            value=binding.value.model_dump())
+        bound: list[Binding[DatabaseSettings]] = []
 
-        @binding.on_change
         def changed(change: Change[DatabaseSettings]) -> None:
             assert isinstance(change.value, DatabaseSettings)
+            running = bound[0].value.model_dump() if bound else None
             say(event="change", version=change.version, revision=change.revision,
-                value=change.value.model_dump(), running=binding.value.model_dump())
+                value=change.value.model_dump(), running=running)
 
+        bound.append(client.bind(name, DatabaseSettings, on_change=changed))
+        binding = bound[0]
+        say(event="ready", version=binding.version, source=binding.source,
+            value=binding.value.model_dump())
         stop.wait()
 
 

@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from aether_client.cli import COMMANDS
 from aether_client_node import Node, aether, client_env
+from click.testing import CliRunner
+
+from aether_core.cli import AetherGroup
 
 _TOKENS: dict[str, str] = {}
 
@@ -26,9 +30,28 @@ def token_env(node: Node) -> dict[str, str]:
 
 def cli(node: Node, *args: str, stdin: str | None = None, **env: str
         ) -> subprocess.CompletedProcess[str]:
+    """``aether ARGS`` in this process: the kernel's command group (its one-line errors
+    and exit codes) with the client's commands, as ``aether`` builds it. Each real
+    ``aether`` process costs a second of imports; the tests below start real ones where
+    the process is the point (wiring, watch, run)."""
     base = client_env(node.url) if env else token_env(node)
-    return subprocess.run([aether(), *args], env={**base, **env}, input=stdin,
-                          capture_output=True, text=True, timeout=30, cwd=node.directory.parent)
+    group = AetherGroup(name="aether")
+    for command in COMMANDS:
+        group.add_command(command)
+    result = CliRunner().invoke(group, list(args), input=stdin, env={**base, **env},
+                                catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout,
+                                       result.stderr)
+
+
+def test_the_aether_command_offers_the_client_commands(node: Node) -> None:
+    put = subprocess.run([aether(), "put", "cli/real/db", '{"port": 1}'], env=token_env(node),
+                         capture_output=True, text=True, timeout=60, cwd=node.directory)
+    assert put.returncode == 0 and put.stdout.startswith("cli/real/db: version 1"), put.stderr
+    missing = subprocess.run([aether(), "get", "cli/real/none"], env=token_env(node),
+                             capture_output=True, text=True, timeout=60, cwd=node.directory)
+    assert (missing.returncode, missing.stderr) == (
+        1, "error: config 'cli/real/none' does not exist\n")
 
 
 def test_get_put_history_rollback_diff(node: Node, tmp_path: Path) -> None:

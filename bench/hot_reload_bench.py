@@ -1,0 +1,396 @@
+"""Hot reload: from "write acknowledged" to "the client's callback ran", through Aether
+(``aether up`` + the client SDK's typed bindings) and through etcd's watch, in one run.
+
+    .venv/bin/python bench/hot_reload_bench.py [--writes 1000] [--many 1000]
+        [--many-writes 1000] [--procs 1] [--no-etcd]
+
+For each write the writer notes the moment its PUT was answered (the write is durable
+and acknowledged), then waits until every watcher's callback has seen that version
+before it writes again — so each figure is one change's latency, with no queue behind
+it. Latency = callback time - acknowledgement time, on CLOCK_MONOTONIC (shared by every
+process on the machine). A callback can run before the writer has read its own answer;
+such a latency counts as 0 and the count is reported.
+
+Aether: ``aether up`` (SQLite, ``local`` transport, the admin API) in its own process;
+watchers are ``client.bind(name, Model)`` bindings (a pydantic model validated on every
+change), each with its own SSE stream; with one watcher the last-good cache on disk is
+on, with many it is off (one machine, one disk: a thousand fsyncs per change would
+measure the disk). etcd (Debian's etcd-server 3.4, started by ../shared/bench/etcd_up.sh)
+is driven through its JSON gateway with the same HTTP client: ``POST /v3/kv/put``, and
+one ``POST /v3/watch`` stream per watcher, callback on each event.
+
+Watchers live in ``--procs`` processes (default 1) besides the server and the writer,
+all on the same cores: with many watchers the watchers' own parsing is part of what is
+measured. Say so next to any figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PASSWORD = "bench-hot-reload-password"
+SIGNING_KEY = "bench-hot-reload-signing-key-0123456789abcdef"
+NAME = "bench/hot"
+ETCD_SCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "bench"
+ETCD_URL = "http://127.0.0.1:22379"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- servers -----------------------------------------------------------------------------
+
+
+def start_aether(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    (directory / "aether.toml").write_text(f"""
+[node]
+name = "bench"
+data_dir = "data"
+[storage]
+use = "sqlite"
+[transport]
+use = "local"
+[auth]
+use = "jwt"
+signing_key = "${{env:AETHER_SIGNING_KEY}}"
+[[services]]
+use = "admin"
+listen = "127.0.0.1:{port}"
+docs = false
+""")
+    aether = Path(sys.executable).with_name("aether")
+    env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD, "AETHER_SIGNING_KEY": SIGNING_KEY}
+    proc = subprocess.Popen([str(aether), "up", "-m", "aether.toml", "--log-format", "json"],
+                            cwd=directory, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("aether up did not become ready")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def etcd(action: str) -> bool:
+    script = ETCD_SCRIPTS / "etcd_up.sh"
+    if not script.exists() or shutil.which("etcd") is None:
+        return False
+    result = subprocess.run(["bash", str(script), action, *(["single"] if action == "start"
+                                                             else [])],
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode == 0
+
+
+# -- watchers (each set in its own process) ----------------------------------------------
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def _aether_watchers(url: str, count: int, cache: str | None, ready: Any,
+                           times: Any, target: Any) -> None:
+    from aether_client import AsyncAetherClient, Backoff, Change, Credentials
+    from pydantic import BaseModel
+
+    class Hot(BaseModel):
+        seq: int
+        payload: str
+
+    client = AsyncAetherClient(url, Credentials(username="admin", password=PASSWORD),
+                               cache_dir=cache if cache else False,
+                               backoff=Backoff(initial=0.05, maximum=1))
+    seen: dict[int, list[float]] = {}
+    done = asyncio.Event()
+
+    def callback(change: Change[Hot]) -> None:
+        now = time.monotonic()
+        got = seen.setdefault(change.version, [])
+        got.append(now)
+        if change.version == target.value and len(got) == count:
+            done.set()
+
+    async with client:
+        await client.login()
+        for _ in range(count):
+            binding = await client.bind(NAME, Hot)
+            binding.on_change(callback)
+        ready.put(count)
+        await _serve(seen, count, done, times, target)
+
+
+async def _etcd_watchers(count: int, ready: Any, times: Any, target: Any) -> None:
+    seen: dict[int, list[float]] = {}
+    done = asyncio.Event()
+    key = _b64(NAME)
+
+    async def watch(http: httpx.AsyncClient, started: asyncio.Event) -> None:
+        body = {"create_request": {"key": key}}
+        async with http.stream("POST", "/v3/watch", json=body) as response:
+            async for line in response.aiter_lines():
+                data = json.loads(line).get("result", {})
+                if data.get("created"):
+                    started.set()
+                for event in data.get("events", []):
+                    now = time.monotonic()
+                    version = int(event["kv"].get("version", 0))
+                    got = seen.setdefault(version, [])
+                    got.append(now)
+                    if version == target.value and len(got) == count:
+                        done.set()
+
+    limits = httpx.Limits(max_connections=None)
+    async with httpx.AsyncClient(base_url=ETCD_URL, timeout=None, limits=limits) as http:
+        starts = [asyncio.Event() for _ in range(count)]
+        tasks = [asyncio.create_task(watch(http, s)) for s in starts]
+        await asyncio.gather(*(s.wait() for s in starts))
+        ready.put(count)
+        try:
+            await _serve(seen, count, done, times, target)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def _serve(seen: dict[int, list[float]], count: int, done: asyncio.Event, times: Any,
+                 target: Any) -> None:
+    """Answer the writer: for each version it names, the callback times, once all
+    ``count`` watchers here have it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        version = await loop.run_in_executor(None, target.get_request)
+        if version < 0:
+            return
+        done.clear()
+        if len(seen.get(version, [])) < count:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 30)
+        times.put((version, seen.pop(version, [])))
+
+
+class _Target:
+    """The version the writer waits for, shared with a watcher process."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._value = ctx.Value("q", 0)
+        self._requests: Any = ctx.Queue()
+
+    @property
+    def value(self) -> int:
+        return int(self._value.value)
+
+    def ask(self, version: int) -> None:
+        self._value.value = version
+        self._requests.put(version)
+
+    def get_request(self) -> int:
+        return int(self._requests.get())
+
+
+def _watcher_process(kind: str, url: str, count: int, cache: str | None, ready: Any,
+                     times: Any, target: _Target) -> None:
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if kind == "aether":
+        asyncio.run(_aether_watchers(url, count, cache, ready, times, target))
+    else:
+        asyncio.run(_etcd_watchers(count, ready, times, target))
+
+
+# -- the writer --------------------------------------------------------------------------
+
+
+def _put_aether(url: str) -> Any:
+    http = httpx.Client(base_url=url, timeout=30)
+    token = http.post("/login", json={"username": "admin", "password": PASSWORD}
+                      ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def put(seq: int) -> int:
+        response = http.put(f"/configs/{NAME}", headers=headers,
+                            json={"value": {"seq": seq, "payload": "x" * 100}})
+        response.raise_for_status()
+        return int(response.json()["version"])
+
+    return put
+
+
+def _put_etcd() -> Any:
+    http = httpx.Client(base_url=ETCD_URL, timeout=30)
+    key = _b64(NAME)
+
+    def put(seq: int) -> None:
+        value = _b64(json.dumps({"seq": seq, "payload": "x" * 100}))
+        response = http.post("/v3/kv/put", json={"key": key, "value": value})
+        response.raise_for_status()
+
+    return put
+
+
+def measure(kind: str, url: str, watchers: int, writes: int, procs: int,
+            cache_dir: str | None) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    _VERSION[kind] = 1  # put(0) below makes version 1
+    ready, times = ctx.Queue(), ctx.Queue()
+    put = _put_aether(url) if kind == "aether" else _put_etcd()
+    put(0)  # the config exists before the bindings are made
+    shares = [watchers // procs + (1 if i < watchers % procs else 0) for i in range(procs)]
+    targets = [_Target(ctx) for _ in shares]
+    workers = [ctx.Process(target=_watcher_process, daemon=True, args=(
+        kind, url, share, cache_dir, ready, times, target))
+        for share, target in zip(shares, targets, strict=True) if share]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=600)
+    latencies: list[float] = []
+    from_send: list[float] = []
+    last: list[float] = []
+    early = missing = 0
+    started = time.monotonic()
+    for seq in range(1, writes + 1):
+        # Ask for the version the write will make before writing, so the watchers'
+        # wait begins before the change can reach them.
+        version = _next_version(kind)
+        for target in targets:
+            target.ask(version)
+        sent = time.monotonic()
+        written = put(seq)
+        acked = time.monotonic()
+        assert written in (None, version), (written, version)
+        got: list[float] = []
+        for _ in workers:
+            _, stamps = times.get(timeout=60)
+            got.extend(stamps)
+        missing += watchers - len(got)
+        early += sum(1 for t in got if t < acked)
+        deltas = [max(0.0, t - acked) * 1000 for t in got]
+        latencies.extend(deltas)
+        from_send.extend((t - sent) * 1000 for t in got)
+        if deltas:
+            last.append(max(deltas))
+    elapsed = time.monotonic() - started
+    for target in targets:
+        target.ask(-1)
+    for worker in workers:
+        worker.join(timeout=30)
+        if worker.is_alive():
+            worker.terminate()
+    return {
+        "system": kind, "watchers": watchers, "writes": writes, "procs": len(workers),
+        "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99),
+        "max_ms": max(latencies) if latencies else None,
+        "all_watchers_p50_ms": _pct(last, 50), "all_watchers_p99_ms": _pct(last, 99),
+        "from_send_p50_ms": _pct(from_send, 50), "from_send_p99_ms": _pct(from_send, 99),
+        "before_ack": early, "missing": missing, "seconds": round(elapsed, 1),
+    }
+
+
+_VERSION: dict[str, int] = {}
+
+
+def _next_version(kind: str) -> int:
+    # Writes are sequential and nobody else writes: the next version is one more (etcd
+    # counts a key's versions from 1 at creation too).
+    _VERSION[kind] = _VERSION.get(kind, 1) + 1
+    return _VERSION[kind]
+
+
+def _pct(values: list[float], p: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writes", type=int, default=1000, help="writes with one watcher")
+    parser.add_argument("--many", type=int, default=1000, help="watchers in the second row")
+    parser.add_argument("--many-writes", type=int, default=200,
+                        help="writes with many watchers (each reaches every watcher)")
+    parser.add_argument("--procs", type=int, default=1, help="processes for the watchers")
+    parser.add_argument("--no-etcd", action="store_true")
+    args = parser.parse_args()
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="aether-hot-bench-") as tmp:
+        for label, watchers, writes in (("one", 1, args.writes),
+                                        ("many", args.many, args.many_writes)):
+            directory = Path(tmp) / f"aether-{label}"
+            directory.mkdir()
+            proc, url = start_aether(directory)
+            try:
+                cache = str(Path(tmp) / "cache") if watchers == 1 else None
+                rows.append(measure("aether", url, watchers, writes,
+                                    1 if watchers == 1 else args.procs, cache))
+                print(json.dumps(rows[-1]), flush=True)
+            finally:
+                stop(proc)
+            if args.no_etcd:
+                continue
+            if not etcd("start"):
+                print("etcd: not available (apt-get install etcd-server; "
+                      f"{ETCD_SCRIPTS}/etcd_up.sh)", flush=True)
+                continue
+            try:
+                rows.append(measure("etcd", ETCD_URL, watchers, writes,
+                                    1 if watchers == 1 else args.procs, None))
+                print(json.dumps(rows[-1]), flush=True)
+            finally:
+                etcd("stop")
+                _VERSION.pop("etcd", None)
+    print(f"\nmachine: nproc={os.cpu_count()}, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| system | watchers | writes | ack→callback p50 / p99 ms | last watcher p50 / p99 "
+          "ms | request sent→callback p50 / p99 ms | callbacks before ack | missing |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['system']} | {r['watchers']} | {r['writes']} | {r['p50_ms']} / "
+              f"{r['p99_ms']} | {r['all_watchers_p50_ms']} / {r['all_watchers_p99_ms']} | "
+              f"{r['from_send_p50_ms']} / {r['from_send_p99_ms']} | {r['before_ack']} | "
+              f"{r['missing']} |")
+
+
+if __name__ == "__main__":
+    main()
