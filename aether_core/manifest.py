@@ -37,7 +37,10 @@ class NodeSettings(BaseModel):
     """``[node]``."""
 
     model_config = ConfigDict(extra="forbid")
+    #: The node's name in logs, in Raft membership and as the author of its writes.
     name: str = "node-1"
+    #: Where the node keeps its files (SQLite database, keys); relative to the
+    #: working directory.
     data_dir: Path = Path(".aether")
 
 
@@ -46,6 +49,7 @@ class SecretsSettings(BaseModel):
     validated by that provider's settings model."""
 
     model_config = ConfigDict(extra="allow")
+    #: The key provider that wraps data keys (``local``, ``kms``, …).
     key_provider: str = "local"
     #: Seconds during which clients receive ``previous`` beside ``current`` after a
     #: promotion or rollback.
@@ -58,6 +62,7 @@ class PluginsSettings(BaseModel):
     """``[plugins]``: extra plugins to load (CLI commands, …) beyond those ``use`` names."""
 
     model_config = ConfigDict(extra="forbid")
+    #: Plugin (entry point) names to load although no ``use`` names them.
     load: list[str] = []
 
 

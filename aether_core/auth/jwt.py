@@ -61,20 +61,24 @@ _CACHE_LIMIT = 65_536
 class JwtSettings(ProviderSettings):
     """``[auth] use = "jwt"``."""
 
+    #: How tokens are signed: HMAC (HS*) with a shared secret, or a key pair.
     algorithm: Literal["HS256", "HS384", "HS512", "EdDSA", "RS256", "ES256"] = "HS256"
     #: HS*: the shared secret (≥ 32 bytes); EdDSA/RS256/ES256: a PEM private key. Use
     #: ``${env:…}`` or ``${file:…}``. Unset: an HS256 key generated into
     #: ``<data_dir>/jwt-signing.key`` (mode 0600) on first start.
     signing_key: SecretStr | None = None
+    #: The ``kid`` header of issued tokens; names the signing key among ``verify_keys``.
     key_id: str = Field(default="k1", min_length=1, max_length=64)
     #: Older keys that still verify, by kid (HS*: secrets; others: PEM public keys).
     verify_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    #: The ``iss`` and ``aud`` claims issued and required.
     issuer: str = "aether"
     audience: str = "aether"
     token_ttl: int = Field(default=900, ge=30, le=86_400, description="seconds")
     leeway: float = Field(default=5.0, ge=0, le=30, description="seconds of clock skew")
     #: Extra roles, or replacements of the built-ins (admin, editor, viewer).
     roles: dict[str, Role] = Field(default_factory=dict)
+    #: The user created on first start when the store has none.
     bootstrap_admin: str = "admin"
 
 

@@ -48,7 +48,9 @@ class LocalKeySettings(ProviderSettings):
     key_file: Path | None = None
     #: A 32-byte key, base64, from ``${env:…}`` or ``${file:…}`` (never inline).
     key: SecretStr | None = None
+    #: The version name of ``key``.
     key_version: str = Field(default="1", min_length=1, max_length=64)
+    #: Older keys that still unwrap, by version (references, like ``key``).
     previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("key", mode="before")
