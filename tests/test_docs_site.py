@@ -75,7 +75,8 @@ def test_dev_up_starts_a_node(tmp_path: Path) -> None:
     node = subprocess.Popen(["./dev", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        # Seconds normally; minutes when ./dev must first reinstall a changed workspace.
+        deadline = time.monotonic() + 200
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
