@@ -193,3 +193,37 @@ def test_run_exits_with_the_childs_status(node: Node) -> None:
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: cannot start '/nonexistent/command': " \
         "No such file or directory"
+
+
+SIGNALLED = """
+import os, signal, sys, time
+def hup(*_):
+    with open(sys.argv[1], "a") as f:
+        f.write(f"{os.getpid()} HUP\\n")
+signal.signal(signal.SIGHUP, hup)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+with open(sys.argv[1], "a") as f:
+    f.write(f"{os.getpid()} {os.environ.get('DB_PORT')}\\n")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_run_signals_the_child_instead_of_restarting(node: Node, tmp_path: Path) -> None:
+    assert cli(node, "put", "cli/sig/db", '{"port": 1}').returncode == 0
+    (tmp_path / "child.py").write_text(SIGNALLED)
+    lines = tmp_path / "lines.txt"
+    run = subprocess.Popen(
+        [aether(), "run", "--prefix", "cli/sig/", "--signal", "hup", "--debounce", "0", "--",
+         sys.executable, str(tmp_path / "child.py"), str(lines)],
+        env=token_env(node), stderr=subprocess.PIPE, text=True)
+    try:
+        pid, port = _lines(lines, 1)[0]
+        assert port == "1"
+        assert cli(node, "put", "cli/sig/db", '{"port": 2}').returncode == 0
+        assert _lines(lines, 2)[1] == [pid, "HUP"]  # the same process, signalled
+    finally:
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=15)
+    assert code == 0, run.stderr.read() if run.stderr else ""
+    assert not _alive(int(pid))
