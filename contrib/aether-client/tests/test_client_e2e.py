@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,13 @@ def test_service_process_follows_refuses_resumes_and_starts_from_cache(tmp_path:
             # Schema-valid on the server, refused by the client's model: not applied, a nack.
             assert put(node, admin, {"host": "db3", "port": 80}) == 3
             assert probe.quiet(1.0)
-            nacks = httpx.get(f"{node.url}/acks", params={"name": NAME, "status": "nack"},
-                              headers=admin, timeout=10).json()["items"]
+            deadline = time.monotonic() + 10
+            while True:  # the probe reports the nack in the background
+                nacks = httpx.get(f"{node.url}/acks", params={"name": NAME, "status": "nack"},
+                                  headers=admin, timeout=10).json()["items"]
+                if nacks or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             assert [(n["version"], n["client"]) for n in nacks] == [(3, "probe-1")]
             assert nacks[0]["errors"][0]["path"] == "port"
             assert "80" not in json.dumps(nacks[0]["errors"])  # no input values echoed
