@@ -190,6 +190,13 @@ class WatchHub:
                     delay = 0.1
                     for subscriber in list(self._subscribers):
                         subscriber._offer(event)
+            except Compacted as exc:
+                # The store was compacted or restored past the pump's cursor (an import).
+                # Subscribers read their own history, so the pump just moves on.
+                log.warning("change feed compacted past the hub; moving on",
+                            head=self.head, resume_from=exc.oldest_revision)
+                self.head = exc.oldest_revision
+                continue
             except Exception as exc:
                 log.error("change feed failed; retrying", error=f"{type(exc).__name__}: {exc}",
                           resume_from=self.head, retry_in=delay)
@@ -270,10 +277,22 @@ class WatchHub:
                 delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """Cancel the pump and the watcher tasks and wait for them to end.
+
+        A task may swallow one cancellation (code that uses ``asyncio.wait_for`` on 3.11
+        does when its inner future completes at the same moment), so cancel again until
+        it ends rather than wait forever.
+        """
+        pending = {task for task in self._tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            for task in pending:
+                log.warning("watch task ignored a cancellation; cancelling again",
+                            task=task.get_name())
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                task.result()
         self._tasks.clear()
         self._subscribers.clear()

@@ -195,8 +195,9 @@ class WebhookWatcher(Watcher):
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once (and stop) if the watcher is closed meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), seconds)
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can eat a cancel
+            async with asyncio.timeout(seconds):
+                await self._closed.wait()
         if self._closed.is_set():
             raise WatcherClosed(f"webhook watcher for {self.target} is closed")
 

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from aether_core.errors import BadRequest, StorageFault
 from aether_core.providers import NodeInfo
-from aether_core.records import ChangeEvent, CommitResult, Record, Rejection, Write
+from aether_core.records import CommitResult, Record, Rejection, Write
 from aether_core.storage.base import SnapshotHeader, Storage
 from aether_postgres.listener import ChangeListener
 from aether_postgres.migrations import channel_for, migrate
@@ -322,33 +322,11 @@ class PostgresStorage(Storage):
         wake = self._wake
         if await self.revision() > revision:
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+        # arrives as the event fires, and the hub's pump could then never be stopped.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
-
-    async def feed(self, since: int, *, poll: float = 1.0) -> AsyncIterator[ChangeEvent]:
-        """Like :meth:`Storage.feed`, but a database outage pauses the feed instead of
-        ending it: the watch hub's pump lives on, and resumes from its cursor — no gap,
-        no repeat — once the database answers again. :class:`Compacted` still ends it."""
-        cursor = since
-        delay = _FEED_RETRY_FIRST
-        while True:
-            try:
-                batch = await self.changes(cursor)
-            except StorageFault as exc:
-                if self._pool is None:
-                    raise
-                log.warning("postgres change feed paused; retrying", target=self.where,
-                            error=exc.detail, cursor=cursor, retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max(poll, _FEED_RETRY_FIRST))
-                continue
-            delay = _FEED_RETRY_FIRST
-            for record in batch:
-                yield ChangeEvent.from_record(record)
-                cursor = record.revision
-            if not batch:
-                with contextlib.suppress(StorageFault):  # the next changes() reports it
-                    await self.wait_for_change(cursor, poll)
+            async with asyncio.timeout(timeout):
+                await wake.wait()
 
     # -- snapshots -----------------------------------------------------------------
 

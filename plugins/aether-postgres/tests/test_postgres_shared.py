@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -189,11 +190,13 @@ async def test_a_schema_from_a_newer_release_is_refused(
 async def test_lost_pool_connections_are_a_503_then_service_resumes(
     make_storage: MakeStorage, pg_dsn: str,
 ) -> None:
-    store = await make_storage(application_name="aether-outage-test", pool_min_size=2)
+    # A name of this test's own: other runs on the same server must not lose connections.
+    app_name = f"aether-outage-{uuid.uuid4().hex[:8]}"
+    store = await make_storage(application_name=app_name, pool_min_size=2)
     first = await store.commit([put("a", 0, 1)])
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE application_name = 'aether-outage-test' AND pid <> pg_backend_pid()")
+                      "WHERE application_name = %s AND pid <> pg_backend_pid()", (app_name,))
     faults = 0
     for _ in range(6):  # each stale pooled connection fails once, then is replaced
         try:
@@ -211,7 +214,8 @@ async def test_a_watch_survives_lost_connections_with_no_gap(
     make_storage: MakeStorage, pg_dsn: str,
 ) -> None:
     a = ConfigManager(await make_storage())
-    b = ConfigManager(await make_storage(application_name="aether-watch-outage"))
+    app_name = f"aether-watch-outage-{uuid.uuid4().hex[:8]}"
+    b = ConfigManager(await make_storage(application_name=app_name))
     async with a, b:
         subscription = await b.watch("w/", since=0)
         events = aiter(subscription)
@@ -224,7 +228,7 @@ async def test_a_watch_survives_lost_connections_with_no_gap(
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'aether-watch-outage'").fetchone()
+                "WHERE application_name = %s", (app_name,)).fetchone()
             assert killed is not None and killed[0] >= 2  # the pool and the listener
         later = [await a.put(f"w/{i}", i) for i in range(2, 6)]
         got = [(await asyncio.wait_for(pending, 10)).revision]
