@@ -1,0 +1,206 @@
+"""The asyncio loop around the core (first part of issue 5; no sockets here).
+
+One task owns the core: it ticks from the monotonic clock, steps the messages the
+transport delivered, and handles each ``Ready`` in order — persisting in a worker
+thread (``asyncio.to_thread``) so a slow fsync never blocks the event loop, then
+sending, then applying to the kernel's state machine. ``step``/``tick``/``propose``
+happen only in that task between two Readies, which is the core's contract.
+A storage halt (an fsync error) stops the driver: every waiter gets ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from aether_core.commands import Command, encode
+from aether_core.errors import Unavailable
+from aether_core.records import CommitResult
+from aether_core.statemachine import StateMachine
+from aether_raft.core import NotLeader, RaftCore, RaftError
+from aether_raft.logstore import LogStore, StorageHalted
+from aether_raft.messages import EntryKind, Message
+from aether_raft.node import _chunks, command_of
+
+log = structlog.get_logger("aether.raft")
+
+
+class RaftDriver:
+    def __init__(
+        self,
+        core: RaftCore,
+        store: LogStore,
+        state_machine: StateMachine,
+        send: Callable[[Message], None],
+        *,
+        tick_seconds: float = 0.05,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.state_machine = state_machine
+        self.send = send
+        self.tick_seconds = tick_seconds
+        self._inbox: list[Message] = []
+        self._requests: list[Callable[[], None]] = []
+        self._wake = asyncio.Event()
+        self._proposals: dict[int, tuple[int, asyncio.Future[CommitResult]]] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._ctx = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.failure: BaseException | None = None
+
+    # -- public ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="raft-driver")
+
+    async def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            # The flag too: on 3.11 wait_for() may swallow a cancel that races a wakeup.
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_all(Unavailable("the raft node is stopping"))
+
+    def deliver(self, message: Message) -> None:
+        """Called by the transport for every message received from a peer."""
+        self._inbox.append(message)
+        self._wake.set()
+
+    async def propose(self, command: Command) -> CommitResult:
+        """Order ``command``; returns what applying it did on this node."""
+        self._check()
+        data = encode(command)
+        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:  # runs in the driver task, never between ready and advance
+            try:
+                index = self.core.propose(data)
+            except NotLeader as exc:
+                future.set_exception(Unavailable(str(exc), leader=exc.leader))
+            except RaftError as exc:
+                future.set_exception(Unavailable(str(exc)))
+            else:
+                self._proposals[index] = (self.core.term, future)
+
+        self._requests.append(request)
+        self._wake.set()
+        return await future
+
+    async def read_barrier(self) -> None:
+        """Linearizable: ReadIndex, then wait until this node applied that index."""
+        self._check()
+        self._ctx += 1
+        ctx = self._ctx
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                self.core.read_index(ctx)
+            except RaftError as exc:
+                future.set_exception(Unavailable(str(exc)))
+            else:
+                self._reads[ctx] = future
+
+        self._requests.append(request)
+        self._wake.set()
+        index = await future
+        if self.core.applied < index:
+            applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._read_waiters.append((index, applied))
+            await applied
+
+    # -- the loop --------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise Unavailable(f"the raft node stopped: {self.failure}")
+
+    async def _run(self) -> None:
+        next_tick = time.monotonic() + self.tick_seconds
+        try:
+            while not self._stopping:
+                timeout = max(0.0, next_tick - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                self._wake.clear()
+                now = time.monotonic()
+                while now >= next_tick:
+                    self.core.tick()
+                    next_tick += self.tick_seconds
+                inbox, self._inbox = self._inbox, []
+                for message in inbox:
+                    self.core.step(message)
+                requests, self._requests = self._requests, []
+                for request in requests:
+                    request()
+                while self.core.has_ready():
+                    await self._handle_ready()
+        except StorageHalted as exc:
+            log.error("raft.storage_halted", error=str(exc))
+            self.failure = exc
+            self._fail_all(Unavailable(f"the raft node stopped: {exc}"))
+        except Exception as exc:  # a bug must stop the node loudly, never hang waiters
+            log.exception("raft.driver_failed")
+            self.failure = exc
+            self._fail_all(Unavailable(f"the raft node stopped: {exc!r}"))
+
+    async def _handle_ready(self) -> None:
+        core = self.core
+        rd = core.ready()
+        await asyncio.to_thread(
+            self.store.save, rd.hard_state, rd.entries, rd.snapshot, restore=rd.restore
+        )
+        for message in rd.messages:
+            self.send(message)
+        if rd.snapshot is not None and rd.restore:
+            await self.state_machine.storage.restore(_chunks(rd.snapshot.data))
+        for entry in rd.committed:
+            result = await self.state_machine.apply(command_of(entry), log_index=entry.index)
+            waiting = self._proposals.pop(entry.index, None)
+            if waiting is not None and not waiting[1].done():
+                term, proposal = waiting
+                if term == entry.term and entry.kind is EntryKind.NORMAL:
+                    proposal.set_result(result)
+                else:
+                    proposal.set_exception(
+                        Unavailable("leadership changed; the write was not applied")
+                    )
+        for read in rd.reads:
+            if (reading := self._reads.pop(read.ctx, None)) is not None and not reading.done():
+                reading.set_result(read.index)
+        for ctx in rd.dropped_reads:
+            if (dropped := self._reads.pop(ctx, None)) is not None and not dropped.done():
+                dropped.set_exception(Unavailable("leadership changed during a read"))
+        core.advance(rd)
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for index, applied in self._read_waiters:
+            if core.applied >= index:
+                if not applied.done():
+                    applied.set_result(None)
+            else:
+                still.append((index, applied))
+        self._read_waiters = still
+
+    def _fail_all(self, error: Unavailable) -> None:
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(error)
+        for read in self._reads.values():
+            if not read.done():
+                read.set_exception(error)
+        for _, waiter in self._read_waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        self._proposals.clear()
+        self._reads.clear()
+        self._read_waiters = []
