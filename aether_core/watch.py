@@ -50,9 +50,9 @@ class Subscription:
         self.prefix = prefix
         self.kinds = kinds
         self.cursor = since
-        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(queue_size)
+        # ``None`` in the queue says "dropped": one plain get() per event, no extra futures.
+        self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(queue_size)
         self.dropped: str | None = None
-        self._wakeup = asyncio.Event()
 
     def matches(self, event: ChangeEvent) -> bool:
         return event.name.startswith(self.prefix) and (
@@ -70,7 +70,11 @@ class Subscription:
                 f"{event.revision}; resume from revision {self.cursor}"
             )
             self.hub._unregister(self)
-            self._wakeup.set()
+            # What is buffered is never delivered (the subscriber resumes from its cursor
+            # and reads it again), so make room for the marker that wakes the reader.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
 
     def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         return self._events()
@@ -106,27 +110,14 @@ class Subscription:
                         yield event
             # Then live events; those the history already covered are skipped.
             while True:
-                if self.dropped:
-                    raise SubscriberDropped(self.dropped, resume_from=self.cursor)
-                if self._queue.empty():
-                    self._wakeup.clear()
-                    getter = asyncio.ensure_future(self._queue.get())
-                    waker = asyncio.ensure_future(self._wakeup.wait())
-                    try:
-                        await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        waker.cancel()
-                        if not getter.done():
-                            getter.cancel()
-                    if not getter.done() or getter.cancelled():
-                        continue
-                    event = getter.result()
-                else:
-                    event = self._queue.get_nowait()
-                if event.revision <= self.cursor:
+                live = await self._queue.get()
+                if live is None or self.dropped:
+                    raise SubscriberDropped(
+                        self.dropped or "subscriber dropped", resume_from=self.cursor)
+                if live.revision <= self.cursor:
                     continue
-                self.cursor = event.revision
-                yield event
+                self.cursor = live.revision
+                yield live
         finally:
             self.hub._unregister(self)
 
