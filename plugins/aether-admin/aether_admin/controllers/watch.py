@@ -31,9 +31,20 @@ _READ = {"config": "configs:read", "schema": "schemas:read"}
 _END = object()
 
 
+#: Frames by revision: with many streams open, each event is encoded once, not per stream.
+_FRAMES: dict[int, bytes] = {}
+_FRAME_CACHE = 4096
+
+
 def _frame(event: ChangeEvent) -> bytes:
-    return (b"id: %d\nevent: %s\ndata: " % (event.revision, event.type.encode())
-            + msgspec.json.encode(event) + b"\n\n")
+    frame = _FRAMES.get(event.revision)
+    if frame is None:
+        frame = (b"id: %d\nevent: %s\ndata: " % (event.revision, event.type.encode())
+                 + msgspec.json.encode(event) + b"\n\n")
+        if len(_FRAMES) >= _FRAME_CACHE:
+            _FRAMES.pop(next(iter(_FRAMES)))  # oldest first: dicts keep insertion order
+        _FRAMES[event.revision] = frame
+    return frame
 
 
 def _start_revision(request: Req, since: int | None) -> int | None:
@@ -60,35 +71,47 @@ async def _events(
         finally:
             await queue.put(_END)
 
+    async def on_close() -> None:
+        await ctx.closing.wait()
+        task.cancel()  # the pump's finally puts _END, which ends this stream
+
     task = asyncio.create_task(pump(), name="aether-admin-sse")
-    closing = asyncio.ensure_future(ctx.closing.wait())
+    closer = asyncio.create_task(on_close(), name="aether-admin-sse-close")
     ctx.metrics.streams.inc()
     try:
         yield b"retry: 1000\n\n"
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait(
-                {getter, closing}, timeout=ctx.settings.watch_keepalive,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if getter not in done:
-                getter.cancel()
-                if closing in done:
+            # One plain get per event; the keep-alive timer only when nothing is ready.
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(ctx.settings.watch_keepalive):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+            else:
+                item = queue.get_nowait()
+            frames: list[bytes] = []
+            while True:  # send every frame that is ready in one write
+                if item is _END:
+                    if frames:
+                        yield b"".join(frames)
                     return
-                yield b": keep-alive\n\n"
-                continue
-            item = getter.result()
-            if item is _END:
-                return
-            if isinstance(item, AetherError):
-                yield b"event: error\ndata: " + msgspec.json.encode(
-                    problem(item.status, item.detail, **item.extra)) + b"\n\n"
-                return
-            if ctx.auth.authorize(who, _READ[item.kind], item.name).allowed:
-                yield _frame(item)
+                if isinstance(item, AetherError):
+                    frames.append(b"event: error\ndata: " + msgspec.json.encode(
+                        problem(item.status, item.detail, **item.extra)) + b"\n\n")
+                    yield b"".join(frames)
+                    return
+                if ctx.auth.authorize(who, _READ[item.kind], item.name).allowed:
+                    frames.append(_frame(item))
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if frames:
+                yield b"".join(frames)
     finally:
         ctx.metrics.streams.dec()
-        closing.cancel()
+        closer.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
