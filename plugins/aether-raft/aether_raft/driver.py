@@ -130,8 +130,10 @@ class RaftDriver:
         try:
             while not self._stopping:
                 timeout = max(0.0, next_tick - time.monotonic())
+                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 self._wake.clear()
                 now = time.monotonic()
                 while now >= next_tick:
