@@ -1,0 +1,170 @@
+"""Raft messages over asyncio TCP between authenticated peers.
+
+Each node dials every peer once and only *sends* on that connection; it only
+*receives* on the connections peers dialled to it. One direction per connection keeps
+both sides simple: a dialer never reads after the handshake, an acceptor never writes.
+Every peer has a bounded queue: when it is full (the peer is down or slow) a message
+is dropped, which is safe because Raft retransmits what matters. A peer that sends
+garbage, fails authentication or sends a message in someone else's name is
+disconnected and logged; it never stops the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+import structlog
+
+from aether_raft.messages import Message, decode_message, encode_message
+from aether_raft.wire import WireError, accept, dial, frame, read_frame
+
+log = structlog.get_logger("aether.raft.network")
+
+HANDSHAKE_SECONDS = 5.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class PeerNetwork:
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        peers: dict[str, str],
+        secret: bytes,
+        deliver: Callable[[Message], None],
+        *,
+        queue_size: int = 1024,
+        backoff_min: float = 0.05,
+        backoff_max: float = 2.0,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.peers = dict(peers)
+        self._secret = secret
+        self._deliver = deliver
+        self._queues: dict[str, asyncio.Queue[Message]] = {
+            peer: asyncio.Queue(queue_size) for peer in peers
+        }
+        self._backoff = (backoff_min, backoff_max)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        #: Counters a test or ``cluster status`` can read.
+        self.dropped = 0
+        self.rejected = 0
+        self.connected: set[str] = set()
+
+    async def start(self) -> None:
+        host, port = split_address(self.listen)
+        self._server = await asyncio.start_server(self._serve, host, port)
+        for peer in self.peers:
+            self._spawn(self._dial_loop(peer), f"raft-dial-{peer}")
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def send(self, message: Message) -> None:
+        queue = self._queues.get(message.dst)
+        if queue is None:
+            return
+        try:
+            queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial_loop(self, peer: str) -> None:
+        delay = self._backoff[0]
+        queue = self._queues[peer]
+        while not self._stopping:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                host, port = split_address(self.peers[peer])
+                async with asyncio.timeout(HANDSHAKE_SECONDS):
+                    reader, writer = await asyncio.open_connection(host, port)
+                    await dial(reader, writer, self._secret, self.name)
+                log.info("raft.peer_connected", peer=peer)
+                self.connected.add(peer)
+                delay = self._backoff[0]
+                while True:
+                    batch = [await queue.get()]
+                    while not queue.empty() and len(batch) < 256:
+                        batch.append(queue.get_nowait())
+                    writer.write(b"".join(frame(encode_message(m)) for m in batch))
+                    await writer.drain()
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, WireError,
+                    ValueError) as exc:
+                if peer in self.connected:
+                    log.warning("raft.peer_lost", peer=peer, error=str(exc) or type(exc).__name__)
+                elif isinstance(exc, WireError):
+                    log.warning("raft.peer_refused", peer=peer, error=str(exc))
+                self.connected.discard(peer)
+            finally:
+                if writer is not None:
+                    writer.close()
+            # Jitter keeps restarted nodes from reconnecting in lockstep.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        remote = writer.get_extra_info("peername")
+        peer: str | None = None
+        try:
+            async with asyncio.timeout(HANDSHAKE_SECONDS):
+                peer = await accept(reader, writer, self._secret, frozenset(self.peers))
+            while True:
+                body = await read_frame(reader)
+                try:
+                    message = decode_message(body)
+                except msgspec.DecodeError as exc:
+                    raise WireError(f"bad message: {exc}") from None
+                if message.src != peer or message.dst != self.name:
+                    raise WireError(f"message from {message.src!r} to {message.dst!r} "
+                                    f"on {peer!r}'s connection")
+                self._deliver(message)
+        except asyncio.IncompleteReadError:
+            pass  # the peer closed the connection
+        except (WireError, TimeoutError, OSError) as exc:
+            self.rejected += 1
+            log.warning("raft.peer_rejected", peer=peer, remote=str(remote),
+                        error=str(exc) or type(exc).__name__)
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
