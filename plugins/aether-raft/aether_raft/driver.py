@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import structlog
@@ -27,6 +28,8 @@ from aether_raft.messages import EntryKind, Message
 from aether_raft.node import _chunks, command_of
 
 log = structlog.get_logger("aether.raft")
+
+RECENT_RESULTS = 4096
 
 
 class RaftDriver:
@@ -51,6 +54,11 @@ class RaftDriver:
         self._reads: dict[int, asyncio.Future[int]] = {}
         self._read_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._ctx = 0
+        #: Waiters for entries proposed through another node (forwarded writes).
+        self._awaited: dict[int, list[tuple[int, asyncio.Future[CommitResult]]]] = {}
+        #: Recent apply results, so a forwarded write whose reply arrives after the
+        #: entry was applied here still gets its result.
+        self._recent: OrderedDict[int, tuple[int, CommitResult]] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.failure: BaseException | None = None
@@ -94,6 +102,43 @@ class RaftDriver:
 
         self._requests.append(request)
         self._wake.set()
+        return await future
+
+    async def append(self, data: bytes) -> tuple[int, int]:
+        """As the leader, append an encoded command; returns its (index, term) at once.
+
+        Used for writes forwarded by a follower, which waits for the apply itself.
+        """
+        self._check()
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                index = self.core.propose(data)
+            except NotLeader as exc:
+                future.set_exception(Unavailable(str(exc), leader=exc.leader))
+            except RaftError as exc:
+                future.set_exception(Unavailable(str(exc)))
+            else:
+                future.set_result((index, self.core.term))
+
+        self._requests.append(request)
+        self._wake.set()
+        return await future
+
+    async def wait_applied(self, index: int, term: int) -> CommitResult:
+        """The result of applying the entry (index, term) here, once it is applied."""
+        self._check()
+        if self.core.applied >= index:
+            recent = self._recent.get(index)
+            if recent is not None and recent[0] == term:
+                return recent[1]
+            raise Unavailable("the write's fate is unknown (applied before its "
+                              "acknowledgement arrived, and no longer remembered)"
+                              if recent is None else
+                              "leadership changed; the write was not applied")
+        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._awaited.setdefault(index, []).append((term, future))
         return await future
 
     async def read_barrier(self) -> None:
@@ -166,8 +211,25 @@ class RaftDriver:
             self.send(message)
         if rd.snapshot is not None and rd.restore:
             await self.state_machine.storage.restore(_chunks(rd.snapshot.data))
+            for index in [i for i in self._awaited if i <= rd.snapshot.meta.index]:
+                for _, awaiting in self._awaited.pop(index):
+                    if not awaiting.done():
+                        awaiting.set_exception(Unavailable(
+                            "the write's fate is unknown (this node caught up by snapshot)"))
         for entry in rd.committed:
             result = await self.state_machine.apply(command_of(entry), log_index=entry.index)
+            if entry.kind is EntryKind.NORMAL:
+                self._recent[entry.index] = (entry.term, result)
+                if len(self._recent) > RECENT_RESULTS:
+                    self._recent.popitem(last=False)
+            for term, awaiting in self._awaited.pop(entry.index, []):
+                if awaiting.done():
+                    continue
+                if term == entry.term and entry.kind is EntryKind.NORMAL:
+                    awaiting.set_result(result)
+                else:
+                    awaiting.set_exception(
+                        Unavailable("leadership changed; the write was not applied"))
             waiting = self._proposals.pop(entry.index, None)
             if waiting is not None and not waiting[1].done():
                 term, proposal = waiting
@@ -203,6 +265,11 @@ class RaftDriver:
         for _, waiter in self._read_waiters:
             if not waiter.done():
                 waiter.set_exception(error)
+        for waiters in self._awaited.values():
+            for _, awaiting in waiters:
+                if not awaiting.done():
+                    awaiting.set_exception(error)
         self._proposals.clear()
+        self._awaited.clear()
         self._reads.clear()
         self._read_waiters = []

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from aether_raft.messages import Message, decode_message, encode_message
+from aether_raft.forward import PeerFrame, decode_frame, encode_frame
 from aether_raft.wire import WireError, accept, dial, frame, read_frame
 
 log = structlog.get_logger("aether.raft.network")
@@ -42,7 +42,7 @@ class PeerNetwork:
         listen: str,
         peers: dict[str, str],
         secret: bytes,
-        deliver: Callable[[Message], None],
+        deliver: Callable[[PeerFrame], None],
         *,
         queue_size: int = 1024,
         backoff_min: float = 0.05,
@@ -53,7 +53,7 @@ class PeerNetwork:
         self.peers = dict(peers)
         self._secret = secret
         self._deliver = deliver
-        self._queues: dict[str, asyncio.Queue[Message]] = {
+        self._queues: dict[str, asyncio.Queue[PeerFrame]] = {
             peer: asyncio.Queue(queue_size) for peer in peers
         }
         self._backoff = (backoff_min, backoff_max)
@@ -77,7 +77,7 @@ class PeerNetwork:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    def send(self, message: Message) -> None:
+    def send(self, message: PeerFrame) -> None:
         queue = self._queues.get(message.dst)
         if queue is None:
             return
@@ -123,7 +123,7 @@ class PeerNetwork:
                     batch = [await queue.get()]
                     while not queue.empty() and len(batch) < 256:
                         batch.append(queue.get_nowait())
-                    writer.write(b"".join(frame(encode_message(m)) for m in batch))
+                    writer.write(b"".join(frame(encode_frame(m)) for m in batch))
                     await writer.drain()
             except (OSError, TimeoutError, asyncio.IncompleteReadError, WireError,
                     ValueError) as exc:
@@ -151,7 +151,7 @@ class PeerNetwork:
             while True:
                 body = await read_frame(reader)
                 try:
-                    message = decode_message(body)
+                    message = decode_frame(body)
                 except msgspec.DecodeError as exc:
                     raise WireError(f"bad message: {exc}") from None
                 if message.src != peer or message.dst != self.name:

@@ -1,0 +1,46 @@
+"""Writes a follower forwards to the leader, on the same peer connections as Raft.
+
+They share the wire's tagged union with the Raft messages (same ``t`` tag field), but
+never reach the core: the transport handles them.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from aether_raft.messages import Message
+
+
+class Forward(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="fwd"):
+    src: str
+    dst: str
+    id: int
+    #: ``aether_core.commands.encode(command)``
+    data: bytes
+
+
+class ForwardReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="fwd_resp"):
+    """Where the leader appended the write, or why it did not."""
+
+    src: str
+    dst: str
+    id: int
+    index: int = 0
+    term: int = 0
+    error: str | None = None
+    leader: str | None = None
+
+
+PeerFrame = Message | Forward | ForwardReply
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(PeerFrame)
+
+
+def encode_frame(message: PeerFrame) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_frame(data: bytes) -> PeerFrame:
+    message: PeerFrame = _decoder.decode(data)
+    return message

@@ -1,0 +1,279 @@
+"""``[transport] use = "raft"``: the kernel's Transport over the driver and the network.
+
+Writes proposed on a follower are forwarded to the leader over the peer connection:
+the leader appends the command and replies with (index, term); the follower then
+waits until it applied that entry itself and returns its own apply result, so a client
+reading from the node it wrote to sees its write. While no leader is known a proposal
+waits (bounded) for one, then fails with ``Unavailable`` (503). Reads are linearizable
+through ReadIndex (a follower asks the leader for the commit index, then waits until
+it applied it), so any node serves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+import structlog
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from aether_core.commands import Command, encode
+from aether_core.errors import Unavailable
+from aether_core.providers import NodeInfo
+from aether_core.records import CommitResult
+from aether_core.statemachine import StateMachine
+from aether_core.transport.base import LeaderInfo, Transport, TransportSettings
+from aether_raft.core import RaftConfig
+from aether_raft.driver import RaftDriver
+from aether_raft.forward import Forward, ForwardReply, PeerFrame
+from aether_raft.logstore import LogStore
+from aether_raft.messages import ConfState, Message
+from aether_raft.network import PeerNetwork, split_address
+from aether_raft.node import RaftNode
+
+log = structlog.get_logger("aether.raft")
+
+FORWARD_SECONDS = 10.0
+
+
+class RaftSettings(TransportSettings):
+    """``[transport] use = "raft"``."""
+
+    #: Where this node accepts peer connections (bind to loopback or a private network).
+    listen: str = "127.0.0.1:7401"
+    #: The other members, by node name: ``{ node-2 = "127.0.0.1:7402", … }``. None: a
+    #: one-node cluster (no peer port is opened).
+    peers: dict[str, str] = Field(default_factory=dict)
+    #: A follower that hears no leader for this long (randomised up to twice) campaigns.
+    election_timeout_ms: int = Field(default=1000, ge=50, le=60_000)
+    #: How often a leader heartbeats; also the driver's tick.
+    heartbeat_interval_ms: int = Field(default=100, ge=5, le=10_000)
+    #: The shared secret peers prove with an HMAC challenge; a reference only
+    #: (``${env:…}``/``${file:…}``), at least 16 bytes. Required when there are peers.
+    cluster_secret: SecretStr | None = None
+    #: Messages queued per peer before new ones are dropped (Raft retransmits).
+    send_queue: int = Field(default=1024, ge=16, le=1_000_000)
+
+    @field_validator("cluster_secret", mode="before")
+    @classmethod
+    def _reference_only(cls, value: Any, info: ValidationInfo) -> Any:
+        raw = (info.context or {}).get("raw")
+        written = raw.get("cluster_secret") if isinstance(raw, dict) else None
+        if isinstance(written, str) and "${" not in written:
+            raise ValueError('write the secret as a reference ("${env:NAME}" or '
+                             '"${file:PATH}"), never inline in the manifest')
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for address in value.values():
+            split_address(address)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_with_peers(self) -> RaftSettings:
+        if self.peers:
+            if self.cluster_secret is None:
+                raise ValueError("cluster_secret is required when there are peers "
+                                 "(peers never talk unauthenticated)")
+            if len(self.cluster_secret.get_secret_value().encode()) < 16:
+                raise ValueError("cluster_secret must be at least 16 bytes")
+        if self.election_timeout_ms < 3 * self.heartbeat_interval_ms:
+            raise ValueError("election_timeout_ms must be at least 3 times heartbeat_interval_ms")
+        return self
+
+
+class RaftTransport(Transport):
+    name: ClassVar[str] = "raft"
+    Settings = RaftSettings
+    supports_shared_storage = False
+
+    def __init__(self, settings: RaftSettings, node: NodeInfo) -> None:
+        self.settings = settings
+        self.node_name = node.name
+        self.data_dir = Path(node.data_dir) / "raft"
+        if node.name in settings.peers:
+            raise ValueError(f"[transport] peers lists this node ({node.name!r}) itself")
+        self.driver: RaftDriver | None = None
+        self.network: PeerNetwork | None = None
+        self._store: LogStore | None = None
+        self._forwards: dict[int, asyncio.Future[ForwardReply]] = {}
+        self._next_id = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Long enough for an election on a loaded machine, short enough for a client.
+        self._leader_wait = max(5.0, 4 * settings.election_timeout_ms / 1000)
+
+    @classmethod
+    def from_settings(cls, settings: RaftSettings, node: NodeInfo) -> RaftTransport:
+        return cls(settings, node)
+
+    async def start(self, state_machine: StateMachine) -> None:
+        s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = LogStore(str(self.data_dir))
+        ticks = max(3, s.election_timeout_ms // s.heartbeat_interval_ms)
+        config = RaftConfig(election_ticks=ticks, heartbeat_ticks=1)
+        # Every founder writes the same bootstrap configuration: all names, sorted.
+        founders = ConfState(tuple(sorted({self.node_name, *s.peers})))
+        raft = RaftNode(self.node_name, self._store, state_machine, self._send,
+                        rng=random.Random(), config=config)
+        await raft.start(founders)
+        self.driver = RaftDriver(raft.core, self._store, state_machine, self._send,
+                                 tick_seconds=s.heartbeat_interval_ms / 1000)
+        if s.peers:
+            assert s.cluster_secret is not None
+            self.network = PeerNetwork(
+                self.node_name, s.listen, s.peers,
+                s.cluster_secret.get_secret_value().encode(), self._receive,
+                queue_size=s.send_queue)
+            await self.network.start()
+        self.driver.start()
+        log.info("raft.started", node=self.node_name, peers=sorted(s.peers),
+                 listen=s.listen if s.peers else None, term=raft.core.term)
+
+    def _send(self, message: Message) -> None:
+        if self.network is not None:
+            self.network.send(message)
+
+    def _driver(self) -> RaftDriver:
+        if self.driver is None:
+            raise Unavailable("the raft transport is not started")
+        return self.driver
+
+    async def propose(self, command: Command) -> CommitResult:
+        driver = self._driver()
+        leader = await self._await_leader()
+        if leader == self.node_name:
+            return await driver.propose(command)
+        return await self._forward(leader, encode(command))
+
+    async def _await_leader(self) -> str:
+        driver = self._driver()
+        try:
+            async with asyncio.timeout(self._leader_wait):
+                while driver.core.leader is None:
+                    driver._check()
+                    await asyncio.sleep(self.settings.heartbeat_interval_ms / 2000)
+        except TimeoutError:
+            raise Unavailable("no raft leader is known; retry shortly") from None
+        leader = driver.core.leader
+        assert leader is not None
+        return leader
+
+    async def _forward(self, leader: str, data: bytes) -> CommitResult:
+        driver = self._driver()
+        assert self.network is not None
+        self._next_id += 1
+        request_id = self._next_id
+        reply: asyncio.Future[ForwardReply] = asyncio.get_running_loop().create_future()
+        self._forwards[request_id] = reply
+        self.network.send(Forward(src=self.node_name, dst=leader, id=request_id, data=data))
+        try:
+            async with asyncio.timeout(FORWARD_SECONDS):
+                answer = await reply
+        except TimeoutError:
+            # The write may still commit: say so, a client must not assume either way.
+            raise Unavailable(f"the leader {leader} did not answer a forwarded write in "
+                              f"{FORWARD_SECONDS:g} s; its fate is unknown") from None
+        finally:
+            self._forwards.pop(request_id, None)
+        if answer.error is not None:
+            raise Unavailable(f"the leader refused a forwarded write: {answer.error}",
+                              leader=answer.leader)
+        try:
+            async with asyncio.timeout(FORWARD_SECONDS):
+                return await driver.wait_applied(answer.index, answer.term)
+        except TimeoutError:
+            raise Unavailable(f"a forwarded write (log index {answer.index}) was not applied "
+                              f"here within {FORWARD_SECONDS:g} s; its fate is unknown"
+                              ) from None
+
+    def _receive(self, message: PeerFrame) -> None:
+        if isinstance(message, Forward):
+            self._spawn(self._serve_forward(message))
+        elif isinstance(message, ForwardReply):
+            waiting = self._forwards.get(message.id)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message)
+        elif self.driver is not None:
+            self.driver.deliver(message)
+
+    async def _serve_forward(self, request: Forward) -> None:
+        driver = self._driver()
+        reply = ForwardReply(src=self.node_name, dst=request.src, id=request.id)
+        try:
+            index, term = await driver.append(request.data)
+        except Unavailable as exc:
+            reply = msgspec.structs.replace(reply, error=exc.detail, leader=driver.core.leader)
+        else:
+            reply = msgspec.structs.replace(reply, index=index, term=term)
+        if self.network is not None:
+            self.network.send(reply)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def read_barrier(self) -> None:
+        await self._await_leader()
+        await self._driver().read_barrier()
+
+    def leader(self) -> LeaderInfo:
+        if self.driver is None:
+            return LeaderInfo(name=None)
+        core = self.driver.core
+        name = core.leader
+        if name is None:
+            return LeaderInfo(name=None, term=core.term)
+        address = self.settings.listen if name == self.node_name else self.settings.peers.get(name)
+        return LeaderInfo(name=name, address=address, is_self=name == self.node_name,
+                          term=core.term)
+
+    def ready(self) -> bool:
+        return (self.driver is not None and self.driver.failure is None
+                and self.driver.core.leader is not None)
+
+    def status(self) -> dict[str, Any]:
+        """What ``cluster status`` shows for this node."""
+        if self.driver is None:
+            return {"node": self.node_name, "started": False}
+        core = self.driver.core
+        return {
+            "node": self.node_name,
+            "role": core.role.value,
+            "term": core.term,
+            "leader": core.leader,
+            "commit": core.commit,
+            "applied": core.applied,
+            "peers": {name: {"address": address,
+                             "connected": self.network is not None
+                             and name in self.network.connected}
+                      for name, address in sorted(self.settings.peers.items())},
+        }
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for waiting in self._forwards.values():
+            if not waiting.done():
+                waiting.set_exception(Unavailable("the raft node is stopping"))
+        if self.driver is not None:
+            await self.driver.close()
+        if self.network is not None:
+            await self.network.close()
+            self.network = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
