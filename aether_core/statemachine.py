@@ -138,16 +138,20 @@ class StateMachine:
             CONFIG, command.name, command.expected_version, log_index, build
         )
 
-    async def _delete_config(self, command: DeleteConfig, log_index: int | None) -> CommitResult:
+    async def _tombstone(
+        self, kind: str, command: DeleteConfig | DeleteUser, log_index: int | None
+    ) -> CommitResult:
+        """Write a deleted version of a live document; history stays."""
+
         def build(head: Record | None) -> Write | Rejection:
             if head is None or head.deleted:
                 return Rejection(
-                    code="not-found", detail=f"config {command.name!r} does not exist",
-                    kind=CONFIG, name=command.name,
+                    code="not-found", detail=f"{kind} {command.name!r} does not exist",
+                    kind=kind, name=command.name,
                     current_version=head.version if head else 0,
                 )
             return Write(
-                kind=CONFIG,
+                kind=kind,
                 name=command.name,
                 expected_version=head.version,
                 deleted=True,
@@ -157,9 +161,11 @@ class StateMachine:
                 meta=head.meta,
             )
 
-        return await self._write_next(
-            CONFIG, command.name, command.expected_version, log_index, build
-        )
+        return await self._write_next(kind, command.name, command.expected_version, log_index,
+                                      build)
+
+    async def _delete_config(self, command: DeleteConfig, log_index: int | None) -> CommitResult:
+        return await self._tombstone(CONFIG, command, log_index)
 
     async def _rollback_config(
         self, command: RollbackConfig, log_index: int | None
@@ -230,26 +236,7 @@ class StateMachine:
         )
 
     async def _delete_user(self, command: DeleteUser, log_index: int | None) -> CommitResult:
-        def build(head: Record | None) -> Write | Rejection:
-            if head is None or head.deleted:
-                return Rejection(
-                    code="not-found", detail=f"user {command.name!r} does not exist",
-                    kind=USER, name=command.name,
-                    current_version=head.version if head else 0,
-                )
-            return Write(
-                kind=USER,
-                name=command.name,
-                expected_version=head.version,
-                deleted=True,
-                author=command.author,
-                comment=command.comment,
-                timestamp=command.timestamp,
-            )
-
-        return await self._write_next(
-            USER, command.name, command.expected_version, log_index, build
-        )
+        return await self._tombstone(USER, command, log_index)
 
     async def _revoke_token(self, command: RevokeToken, log_index: int | None) -> CommitResult:
         def build(head: Record | None) -> Write:
