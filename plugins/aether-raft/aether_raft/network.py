@@ -59,6 +59,8 @@ class PeerNetwork:
         self._backoff = (backoff_min, backoff_max)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._inbound: set[asyncio.StreamWriter] = set()
         self._stopping = False
         #: Counters a test or ``cluster status`` can read.
         self.dropped = 0
@@ -95,6 +97,12 @@ class PeerNetwork:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Inbound handlers are the server's tasks: cancelling them makes asyncio log a
+        # traceback, so end them by closing their connections (they read EOF and return).
+        for writer in list(self._inbound):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=HANDSHAKE_SECONDS)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -142,7 +150,8 @@ class PeerNetwork:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)
+            self._handlers.add(task)
+        self._inbound.add(writer)
         remote = writer.get_extra_info("peername")
         peer: str | None = None
         try:
@@ -166,5 +175,6 @@ class PeerNetwork:
                         error=str(exc) or type(exc).__name__)
         finally:
             writer.close()
+            self._inbound.discard(writer)
             if task is not None:
-                self._tasks.discard(task)
+                self._handlers.discard(task)

@@ -55,6 +55,8 @@ class RaftSettings(TransportSettings):
     #: The shared secret peers prove with an HMAC challenge; a reference only
     #: (``${env:…}``/``${file:…}``), at least 16 bytes. Required when there are peers.
     cluster_secret: SecretStr | None = None
+    #: How long a request (or the node's start-up) waits for a leader before 503.
+    leader_wait_ms: int = Field(default=15_000, ge=100, le=600_000)
     #: Messages queued per peer before new ones are dropped (Raft retransmits).
     send_queue: int = Field(default=1024, ge=16, le=1_000_000)
 
@@ -111,8 +113,7 @@ class RaftTransport(Transport):
         self._forwards: dict[int, asyncio.Future[ForwardReply]] = {}
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        # Long enough for an election on a loaded machine, short enough for a client.
-        self._leader_wait = max(5.0, 4 * settings.election_timeout_ms / 1000)
+        self._leader_wait = settings.leader_wait_ms / 1000
 
     @classmethod
     def from_settings(cls, settings: RaftSettings, node: NodeInfo) -> RaftTransport:
