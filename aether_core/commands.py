@@ -160,6 +160,52 @@ class FinishKeyRotation(_Command, frozen=True, tag="finish_key_rotation"):
     retired: list[str] = msgspec.field(default_factory=list)
 
 
+class StartRollout(_Command, frozen=True, tag="start_rollout"):
+    """Offer ``value`` as the next version of config ``name`` to the clients whose
+    stable bucket is below ``fraction`` (basis points, 1..10,000). ``base_version`` is
+    the config version the candidate replaces; ``rollout_id`` is drawn before proposing."""
+
+    name: str
+    rollout_id: str
+    value: Any
+    fraction: int
+    base_version: int
+
+
+class WidenRollout(_Command, frozen=True, tag="widen_rollout"):
+    """Raise the running rollout's fraction (basis points) to ``fraction``."""
+
+    name: str
+    rollout_id: str
+    fraction: int
+
+
+class PromoteRollout(_Command, frozen=True, tag="promote_rollout"):
+    """The candidate becomes the config's next version, served to everyone."""
+
+    name: str
+    rollout_id: str
+
+
+class AbortRollout(_Command, frozen=True, tag="abort_rollout"):
+    """Stop the running rollout; every client is served the current version again."""
+
+    name: str
+    rollout_id: str
+    reason: str = ""
+
+
+class ReportRollout(_Command, frozen=True, tag="report_rollout"):
+    """A client applied (``ack``) or refused (``nack``) the candidate; a nack rolls the
+    rollout back in the same command."""
+
+    name: str
+    rollout_id: str
+    client_id: str
+    status: str
+    detail: str = ""
+
+
 class Noop(_Command, frozen=True, tag="noop"):
     """Changes nothing; consensus transports use it to commit an entry of a new term."""
 
@@ -181,6 +227,11 @@ Command = (
     | RotateKey
     | RecordKeyRotation
     | FinishKeyRotation
+    | StartRollout
+    | WidenRollout
+    | PromoteRollout
+    | AbortRollout
+    | ReportRollout
     | Noop
 )
 

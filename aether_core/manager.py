@@ -32,6 +32,7 @@ from aether_core.errors import (
     VersionConflict,
 )
 from aether_core.records import CommitResult, Page, Record
+from aether_core.rollout import Rollouts
 from aether_core.schemas import binding_for, check_schema_document, schema_errors, validate
 from aether_core.statemachine import CONFIG, SCHEMA, StateMachine
 from aether_core.storage.base import SnapshotHeader, Storage
@@ -224,6 +225,17 @@ class ConfigManager:
                 deleted_version=record.version,
             )
         return record
+
+    @property
+    def rollouts(self) -> Rollouts:
+        """Staged rollouts of new config versions (see :mod:`aether_core.rollout`)."""
+        return Rollouts(self)
+
+    async def get_for_client(self, name: str, client_id: str, *, consistent: bool = True
+                             ) -> Record:
+        """What client ``client_id`` should run: the candidate of a running rollout if
+        the client is inside its fraction, else the same as :meth:`get`."""
+        return await Rollouts(self).get_for_client(name, client_id, consistent=consistent)
 
     async def get_typed(self, name: str, model: type[M], version: int | None = None) -> M:
         """The config parsed into a Pydantic model."""

@@ -22,6 +22,7 @@ from aether_core.commands import (
     RollbackConfig,
 )
 from aether_core.records import CommitResult, Record, Rejection, Write
+from aether_core.rollout import RolloutHandlers
 from aether_core.secrets.apply import SecretHandlers
 from aether_core.storage.base import Storage
 
@@ -53,6 +54,7 @@ class StateMachine:
             Noop: self._noop,
         }
         self._handlers.update(SecretHandlers(self).table())
+        self._handlers.update(RolloutHandlers(self).table())
 
     async def apply(self, command: Command, log_index: int | None = None) -> CommitResult:
         """Apply one command; the same command on the same state gives the same result."""
