@@ -17,6 +17,7 @@ from aether_admin.controllers.acks import AckController
 from aether_admin.controllers.auth import AuthController
 from aether_admin.controllers.configs import ConfigController
 from aether_admin.controllers.health import HealthController
+from aether_admin.controllers.rollouts import RolloutController
 from aether_admin.controllers.schemas import SchemaController
 from aether_admin.controllers.secrets import KeyController, SecretController
 from aether_admin.controllers.users import RoleController, UserController
@@ -37,7 +38,7 @@ from aether_core.transport.base import Transport
 CONTROLLERS = (
     AuthController, ConfigController, SchemaController, UserController, RoleController,
     WatchController, HealthController, SecretController, KeyController,
-    AckController,
+    AckController, RolloutController,
 )
 
 

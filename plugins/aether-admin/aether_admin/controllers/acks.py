@@ -9,6 +9,7 @@ client: a repeated report replaces the earlier one.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
@@ -19,8 +20,9 @@ from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
 from aether_admin.bodies import Name, Version
-from aether_admin.context import principal
+from aether_admin.context import context, principal
 from aether_admin.security import authorize
+from aether_core.errors import NotFound, VersionConflict
 
 Req = Request[Any, Any, Any]
 STATE_KEY = "aether.acks"
@@ -88,6 +90,16 @@ def _book(request: Req) -> AckBook:
     return book
 
 
+async def _tell_rollout(request: Req, data: AckIn) -> None:
+    """A report of a running rollout's candidate is replicated state: a nack rolls the
+    rollout back (see :mod:`aether_core.rollout`)."""
+    # NotFound: no rollout of this config; VersionConflict: it ended since the read.
+    with contextlib.suppress(NotFound, VersionConflict):
+        await context(request).manager.rollouts.report(
+            data.name, data.client, data.version, data.status, data.detail,
+            author=principal(request).name)
+
+
 class AckController(Controller):
     path = "/acks"
     tags = ["acks"]
@@ -101,6 +113,7 @@ class AckController(Controller):
                      status=data.status, errors=data.errors, detail=data.detail,
                      reported_by=principal(request).name, at=time.time())
         _book(request).record(out)
+        await _tell_rollout(request, data)
         return Response(out, status_code=202)
 
     @get("/", summary="Reports for a config, optionally one version or one status")
