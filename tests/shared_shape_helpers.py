@@ -1,0 +1,309 @@
+"""Helpers for the shared-database end-to-end tests: ``aether up`` processes over one
+Postgres schema / Redis prefix / S3 bucket prefix, a moto server, cleanup. A module with
+a unique name (every test directory has a conftest.py, so ``from conftest import`` would
+find another one). Adapted from the admin API's end-to-end test and the S3 fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MOTO_SERVER = ROOT / "plugins" / "aether-s3" / "tests" / "moto_serialized.py"
+PASSWORD = "shared-shape-admin-password"
+SIGNING_KEY = "shared-shape-signing-key-0123456789abcdef0123"
+PG_DSN = os.environ.get("AETHER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+S3_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def aether() -> str:
+    found = Path(sys.executable).with_name("aether")
+    if found.exists():
+        return str(found)
+    which = shutil.which("aether")
+    assert which, "the aether command is not installed (pip install -e .)"
+    return which
+
+
+def node_env() -> dict[str, str]:
+    env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD, "AETHER_SIGNING_KEY": SIGNING_KEY}
+    env.pop("AETHER_MANIFEST", None)
+    return env
+
+
+def manifest(name: str, storage: str, port: int | None) -> str:
+    """A node's manifest: ``storage`` is the body of the ``[storage]`` table."""
+    service = "" if port is None else f"""
+[[services]]
+use = "admin"
+listen = "127.0.0.1:{port}"
+watch_keepalive = 1
+"""
+    return f"""
+[node]
+name = "{name}"
+data_dir = "data"
+
+[storage]
+{storage}
+
+[transport]
+use = "local"
+
+[auth]
+use = "jwt"
+signing_key = "${{env:AETHER_SIGNING_KEY}}"
+token_ttl = 600
+{service}"""
+
+
+class Backend:
+    """One shared store (a schema, a key prefix or a bucket prefix of its own)."""
+
+    def __init__(self, kind: str, moto: str | None = None) -> None:
+        self.kind = kind
+        self.moto = moto
+        self.tag = uuid.uuid4().hex[:12]
+        self.bucket = f"aether-shared-{self.tag}"
+        if kind == "s3":
+            assert moto is not None
+            self._s3().create_bucket(Bucket=self.bucket)
+
+    def storage(self, suffix: str = "", **extra: Any) -> str:
+        """The ``[storage]`` table body; ``suffix`` selects another store of the backend."""
+        values: dict[str, Any]
+        if self.kind == "postgres":
+            values = {"use": "postgres", "dsn": PG_DSN, "schema": self.schema(suffix),
+                      "pool_size": 4}
+        elif self.kind == "redis":
+            values = {"use": "redis", "url": REDIS_URL, "prefix": self.prefix(suffix),
+                      "feed_block": 0.5}
+        else:
+            values = {"use": "s3", "bucket": self.bucket, "endpoint_url": self.moto,
+                      "prefix": self.prefix(suffix), "poll_interval": 0.1, **S3_CREDENTIALS}
+        values.update(extra)
+        return "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+
+    def schema(self, suffix: str) -> str:
+        return f"aether_e2e_{self.tag}{suffix}"
+
+    def prefix(self, suffix: str) -> str:
+        return f"aether-e2e:{self.tag}{suffix}:" if self.kind == "redis" \
+            else f"e2e-{self.tag}{suffix}/"
+
+    def _s3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.moto, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def cleanup(self, suffixes: tuple[str, ...] = ("",)) -> None:
+        if self.kind == "postgres":
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                for suffix in suffixes:
+                    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                        sql.Identifier(self.schema(suffix))))
+        elif self.kind == "redis":
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            try:
+                for suffix in suffixes:
+                    pattern = "\\{" + self.prefix(suffix) + "\\}*"
+                    keys = list(client.scan_iter(match=pattern, count=1000))
+                    if keys:
+                        client.delete(*keys)
+                    assert list(client.scan_iter(match=pattern)) == []
+            finally:
+                client.close()
+        else:
+            s3 = self._s3()
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                for item in page.get("Contents", []):
+                    s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+            s3.delete_bucket(Bucket=self.bucket)
+
+
+def require_services(kind: str) -> None:
+    """Fail (never skip) with how to start the server when it is not reachable."""
+    if kind == "postgres":
+        import psycopg
+
+        try:
+            with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_DSN} ({exc}); start it with "
+                        "scripts/services.sh", pytrace=False)
+    elif kind == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        except (redis.RedisError, OSError) as exc:
+            pytest.fail(f"Redis is not reachable at 127.0.0.1:6379 ({exc}); start it with "
+                        "scripts/services.sh", pytrace=False)
+
+
+def start_moto() -> tuple[subprocess.Popen[str], str]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"the S3 tests need moto's server: pip install 'moto[server]' ({exc})")
+    proc = subprocess.Popen([sys.executable, str(MOTO_SERVER)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("port "):
+        proc.kill()
+        pytest.fail(f"the moto S3 server did not start (exit code {proc.poll()})")
+    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Node:
+    """``aether up`` in ``directory`` with the given storage, on a free loopback port."""
+
+    def __init__(self, directory: Path, name: str, storage: str) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "aether.toml").write_text(manifest(name, storage, self.port))
+
+    def start(self, timeout: float = 30) -> Node:
+        self.log = open(self.directory / "node.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [aether(), "up", "-m", "aether.toml", "--log-format", "json"],
+            cwd=self.directory, env=node_env(), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"aether up exited: {self.output()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"aether up did not become ready in {timeout} s: {self.output()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail("aether up did not stop within 15 s of SIGTERM")
+        finally:
+            self.log.close()
+        assert code == 0, self.output()[-2000:]
+
+    def output(self) -> str:
+        return (self.directory / "node.log").read_text(errors="replace")
+
+    def headers(self) -> dict[str, str]:
+        response = httpx.post(f"{self.url}/login", json={"username": "admin",
+                                                          "password": PASSWORD}, timeout=10)
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+class Watcher:
+    """An SSE ``/watch`` stream read in a thread; events land in ``events``."""
+
+    def __init__(self, url: str, headers: dict[str, str], since: int) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.opened = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, headers, since),
+                                        daemon=True)
+        self._thread.start()
+        assert self.opened.wait(10), "the watch stream did not open"
+
+    def _run(self, url: str, headers: dict[str, str], since: int) -> None:
+        timeout = httpx.Timeout(10, read=5)
+        with httpx.stream("GET", f"{url}/watch", params={"prefix": "", "since": since},
+                          headers=headers, timeout=timeout) as response:
+            assert response.status_code == 200, response.read()
+            self.opened.set()
+            try:
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line.startswith("data: "):
+                        self.events.put(json.loads(line[6:]))
+            except httpx.TransportError:
+                return
+
+    def take(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        got: list[dict[str, Any]] = []
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"only {len(got)} of {count} watch events arrived: {got}"
+            try:
+                got.append(self.events.get(timeout=left))
+            except queue.Empty:
+                continue
+        return got
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def cli(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([aether(), *args], cwd=directory, env=node_env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def run_cli(directory: Path, *args: str) -> str:
+    done = cli(directory, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def write_manifest(directory: Path, name: str, storage: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "aether.toml"
+    path.write_text(manifest(name, storage, None))
+    return path
+
