@@ -307,3 +307,71 @@ def write_manifest(directory: Path, name: str, storage: str) -> Path:
     path.write_text(manifest(name, storage, None))
     return path
 
+
+
+class Proxy:
+    """127.0.0.1:<port> → ``upstream``, run on an event loop in a thread; ``cut()`` drops
+    every connection and refuses new ones (the real server is never touched)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import asyncio
+
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: Any = None
+        self._pipes: set[Any] = set()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._call(self._start())
+
+    def _call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+        import contextlib
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1",
+                                                                 self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes |= {writer, up_writer}
+
+        async def pump(src: Any, dst: Any) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def _cut(self) -> None:
+        self._server.close()
+        for pipe in self._pipes:
+            pipe.transport.abort()
+        self._pipes.clear()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def restore(self) -> None:
+        self._call(self._start())  # the same port again
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
