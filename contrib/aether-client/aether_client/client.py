@@ -205,8 +205,14 @@ class AsyncAetherClient:
         return {"If-Match": "*" if version == "*" else f'"{version}"'}
 
     async def get(self, name: str, version: int | None = None) -> ConfigRecord:
-        params = {"version": version} if version is not None else None
-        response = await self.request("GET", f"/configs/{_path(name)}", params=params)
+        """Version ``version`` of ``name``; without one, the version this client should
+        run: the candidate of a staged rollout when ``client_id`` is inside its fraction."""
+        if version is None:
+            response = await self.request("GET", "/rollouts/config", params={
+                "name": name, "client": self.client_id[:128]})
+            return ConfigRecord.from_json(response.json())
+        response = await self.request("GET", f"/configs/{_path(name)}",
+                                      params={"version": version})
         return ConfigRecord.from_json(response.json())
 
     async def put(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 @hookimpl
 def aether_register_commands(cli: click.Group) -> None:
     from aether_client.cli import COMMANDS
+    from aether_client.rollout_cli import rollout
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, rollout):
         cli.add_command(command)
