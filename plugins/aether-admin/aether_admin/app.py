@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from aether_admin.context import STATE_KEY, AdminContext
 from aether_admin.controllers.acks import AckController
 from aether_admin.controllers.auth import AuthController
+from aether_admin.controllers.cluster import ClusterController
 from aether_admin.controllers.configs import ConfigController
 from aether_admin.controllers.health import HealthController
 from aether_admin.controllers.rollouts import RolloutController
@@ -38,7 +39,7 @@ from aether_core.transport.base import Transport
 CONTROLLERS = (
     AuthController, ConfigController, SchemaController, UserController, RoleController,
     WatchController, HealthController, SecretController, KeyController,
-    AckController, RolloutController,
+    AckController, ClusterController, RolloutController,
 )
 
 

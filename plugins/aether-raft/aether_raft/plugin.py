@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aether_core.hookspecs import Register
 from aether_core.plugins import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 
 @hookimpl
@@ -11,3 +16,10 @@ def aether_register_transport(register: Register) -> None:
     from aether_raft.transport import RaftTransport
 
     register(RaftTransport)
+
+
+@hookimpl
+def aether_register_commands(cli: click.Group) -> None:
+    from aether_raft.cli import cluster
+
+    cli.add_command(cluster)

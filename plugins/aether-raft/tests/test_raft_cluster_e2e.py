@@ -179,6 +179,18 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
         got = _value(m.url, auth, "billing/db")
         assert got is not None and got["value"] == {"port": 5432}, (m.name, got)
 
+    # /cluster and `aether cluster status` describe the leader and its peers.
+    view = httpx.get(f"{first.url}/cluster", headers=auth, timeout=10).json()
+    assert view["role"] == "leader" and view["leader"]["is_self"] is True
+    assert set(view["peers"]) == set(NAMES) - {leader}
+    assert httpx.get(f"{first.url}/cluster", timeout=10).status_code == 401
+    shown = subprocess.run(
+        [_aether(), "cluster", "status", "--url", first.url], cwd=first.dir, timeout=60,
+        env={**os.environ, "AETHER_TOKEN": auth["Authorization"].split()[1]},
+        capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert f"leader   {leader}" in shown.stdout and "(leader, term" in shown.stdout
+
     # kill -9 the leader: the two others elect a new one; an acknowledged write survives.
     first.kill()
     survivors = [m for m in cluster.values() if m is not first]
