@@ -206,11 +206,19 @@ class Node:
         (directory / "aether.toml").write_text(manifest(name, storage, self.port))
 
     def start(self, timeout: float = 30) -> Node:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> Node:
+        """Start the process without waiting (to start several nodes at once)."""
         self.log = open(self.directory / "node.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [aether(), "up", "-m", "aether.toml", "--log-format", "json"],
             cwd=self.directory, env=node_env(), stdout=self.log, stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> Node:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -83,11 +83,13 @@ def _put(url: str, headers: dict[str, str], version: int, value: Any,
 
 
 def test_two_nodes_share_one_store(backend: Backend, tmp_path: Path) -> None:
-    a = Node(tmp_path / "a", "node-a", backend.storage()).start()
-    b: Node | None = None
+    # Both nodes start at once over the empty store: schema migration and the admin's
+    # bootstrap race, and exactly one of each must win (the other node reads the result).
+    a = Node(tmp_path / "a", "node-a", backend.storage())
+    b = Node(tmp_path / "b", "node-b", backend.storage())
     try:
-        b = Node(tmp_path / "b", "node-b", backend.storage()).start()
-        # Both nodes log in: only node A bootstrapped the admin, node B reads it.
+        a.launch(), b.launch()
+        a.wait_ready(), b.wait_ready()
         auth_a, auth_b = a.headers(), b.headers()
         # The store is fresh (only the admin user, which /watch does not show): watch
         # node B from revision 0, opened before anything is written.
@@ -131,9 +133,10 @@ def test_two_nodes_share_one_store(backend: Backend, tmp_path: Path) -> None:
         finally:
             watcher.close()
     finally:
-        if b is not None:
-            b.stop()
+        b.stop()
         a.stop()
+    logs = a.output() + b.output()
+    assert logs.count("created the bootstrap admin user") == 1
 
 
 def _records(path: Path) -> list[Any]:
