@@ -322,8 +322,13 @@ class Rollouts:
 
     async def get_for_client(self, name: str, client_id: str, *, consistent: bool = True
                              ) -> Record:
-        record = await self.manager.get(name, consistent=consistent)
+        if consistent:
+            await self.manager.transport.read_barrier()
+        # The rollout before the config: a promotion committing in between then shows
+        # as a head past the base version (served as is), never as the old head served
+        # after the client already had the candidate.
         state = decode_state(await self.manager.storage.get(ROLLOUT, name))
+        record = await self.manager.get(name, consistent=False)
         if (state is None or state.state != RUNNING or state.base_version != record.version
                 or not in_fraction(name, client_id, state.fraction)):
             return record
