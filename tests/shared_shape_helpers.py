@@ -169,31 +169,6 @@ def require_services(kind: str) -> None:
                         "scripts/services.sh", pytrace=False)
 
 
-def start_moto() -> tuple[subprocess.Popen[str], str]:
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"the S3 tests need moto's server: pip install 'moto[server]' ({exc})")
-    proc = subprocess.Popen([sys.executable, str(MOTO_SERVER)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("port "):
-        proc.kill()
-        pytest.fail(f"the moto S3 server did not start (exit code {proc.poll()})")
-    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 class Node:
     """``aether up`` in ``directory`` with the given storage, on a free loopback port."""
 

@@ -17,27 +17,25 @@ from typing import Any
 import httpx
 import pytest
 from shared_shape_helpers import (
+    MOTO_SERVER,
     Backend,
     Node,
     Proxy,
     Watcher,
     require_services,
     run_cli,
-    start_moto,
-    stop_process,
     write_manifest,
 )
+
+from aether_core.testing.servers import moto_server
 
 CAS_ROUNDS = 4
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    proc, endpoint = start_moto()
-    try:
+    with moto_server(MOTO_SERVER, "S3") as endpoint:
         yield endpoint
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ spoken to over real HTTP; a fresh alias family per test."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,32 +12,16 @@ import boto3
 import pytest
 from aether_kms import KmsKeyProvider, KmsSettings
 
+from aether_core.testing.servers import moto_server
+
 SERVER = Path(__file__).with_name("kms_moto_server.py")
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="session")
 def kms_endpoint() -> Iterator[str]:
-    """Start moto's server; fail (never skip) saying what to install if it cannot."""
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"the KMS tests need moto's server: pip install 'moto[server]' ({exc})")
-    proc = subprocess.Popen([sys.executable, str(SERVER)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("port "):
-            pytest.fail(f"the moto KMS server did not start (exit code {proc.poll()})")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with moto_server(SERVER, "KMS") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")
