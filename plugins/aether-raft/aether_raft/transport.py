@@ -27,6 +27,7 @@ from aether_core.providers import NodeInfo
 from aether_core.records import CommitResult
 from aether_core.statemachine import StateMachine
 from aether_core.transport.base import LeaderInfo, Transport, TransportSettings
+from aether_raft import tls as peer_tls
 from aether_raft.core import RaftConfig
 from aether_raft.driver import RaftDriver
 from aether_raft.forward import Forward, ForwardReply, PeerFrame
@@ -53,12 +54,26 @@ class RaftSettings(TransportSettings):
     #: How often a leader heartbeats; also the driver's tick.
     heartbeat_interval_ms: int = Field(default=100, ge=5, le=10_000)
     #: The shared secret peers prove with an HMAC challenge; a reference only
-    #: (``${env:…}``/``${file:…}``), at least 16 bytes. Required when there are peers.
+    #: (``${env:…}``/``${file:…}``), at least 16 bytes. Required when there are peers
+    #: and no TLS; with TLS it is checked as well (defence in depth).
     cluster_secret: SecretStr | None = None
+    #: Mutual TLS between peers: this node's certificate (PEM, intermediates after it),
+    #: the path of its private key file (a path only, never the key itself), and the
+    #: cluster CA every peer's certificate must chain to. Each certificate must name its
+    #: node as a DNS subjectAltName (``DNS:node-1``). All three or none; relative paths
+    #: are next to the manifest.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_ca_file: str | None = None
     #: How long a request (or the node's start-up) waits for a leader before 503.
     leader_wait_ms: int = Field(default=15_000, ge=100, le=600_000)
     #: Messages queued per peer before new ones are dropped (Raft retransmits).
     send_queue: int = Field(default=1024, ge=16, le=1_000_000)
+    #: Start as a new member of an existing cluster (``aether cluster add`` it first):
+    #: ``peers`` lists the current members; this node never bootstraps a cluster of its own.
+    join: bool = False
+    #: Snapshot the state machine and compact the log every this many applied entries.
+    snapshot_every: int = Field(default=10_000, ge=2, le=100_000_000)
 
     @field_validator("cluster_secret", mode="before")
     @classmethod
@@ -69,6 +84,22 @@ class RaftSettings(TransportSettings):
             raise ValueError('write the secret as a reference ("${env:NAME}" or '
                              '"${file:PATH}"), never inline in the manifest')
         return value
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_ca_file")
+    @classmethod
+    def _a_readable_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if "-----BEGIN" in value or "\n" in value:
+            # Never echo it: this may be key material pasted (or ${file:}-read) inline.
+            raise ValueError("give the path of a PEM file, not its contents")
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("manifest_path")
+        if not path.is_absolute() and base is not None:
+            path = Path(base).parent / path
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return str(path)
 
     @field_validator("listen")
     @classmethod
@@ -85,15 +116,29 @@ class RaftSettings(TransportSettings):
 
     @model_validator(mode="after")
     def _secret_with_peers(self) -> RaftSettings:
+        files = (self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        if any(f is not None for f in files) and None in files:
+            raise ValueError("tls_cert_file, tls_key_file and tls_ca_file go together "
+                             "(all three, or none for no TLS)")
         if self.peers:
-            if self.cluster_secret is None:
-                raise ValueError("cluster_secret is required when there are peers "
-                                 "(peers never talk unauthenticated)")
-            if len(self.cluster_secret.get_secret_value().encode()) < 16:
+            if self.cluster_secret is None and self.tls is None:
+                raise ValueError("cluster_secret is required when there are peers and no "
+                                 "TLS (peers never talk unauthenticated)")
+            if (self.cluster_secret is not None
+                    and len(self.cluster_secret.get_secret_value().encode()) < 16):
                 raise ValueError("cluster_secret must be at least 16 bytes")
+            if self.tls is not None:
+                peer_tls.load(*self.tls)  # a bad file fails the manifest, not the start
         if self.election_timeout_ms < 3 * self.heartbeat_interval_ms:
             raise ValueError("election_timeout_ms must be at least 3 times heartbeat_interval_ms")
         return self
+
+    @property
+    def tls(self) -> tuple[str, str, str] | None:
+        """(cert, key, ca) when TLS is configured."""
+        if self.tls_cert_file and self.tls_key_file and self.tls_ca_file:
+            return self.tls_cert_file, self.tls_key_file, self.tls_ca_file
+        return None
 
 
 class RaftTransport(Transport):
@@ -133,11 +178,11 @@ class RaftTransport(Transport):
         self.driver = RaftDriver(raft.core, self._store, state_machine, self._send,
                                  tick_seconds=s.heartbeat_interval_ms / 1000)
         if s.peers:
-            assert s.cluster_secret is not None
+            secret = s.cluster_secret
             self.network = PeerNetwork(
                 self.node_name, s.listen, s.peers,
-                s.cluster_secret.get_secret_value().encode(), self._receive,
-                queue_size=s.send_queue)
+                None if secret is None else secret.get_secret_value().encode(), self._receive,
+                tls=None if s.tls is None else peer_tls.load(*s.tls), queue_size=s.send_queue)
             await self.network.start()
         self.driver.start()
         log.info("raft.started", node=self.node_name, peers=sorted(s.peers),
