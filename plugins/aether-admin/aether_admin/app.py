@@ -21,6 +21,7 @@ from aether_admin.controllers.health import HealthController
 from aether_admin.controllers.rollouts import RolloutController
 from aether_admin.controllers.schemas import SchemaController
 from aether_admin.controllers.secrets import KeyController, SecretController
+from aether_admin.controllers.state import StateController
 from aether_admin.controllers.users import RoleController, UserController
 from aether_admin.controllers.watch import WatchController
 from aether_admin.edge import Edge
@@ -39,7 +40,7 @@ from aether_core.transport.base import Transport
 CONTROLLERS = (
     AuthController, ConfigController, SchemaController, UserController, RoleController,
     WatchController, HealthController, SecretController, KeyController,
-    AckController, ClusterController, RolloutController,
+    AckController, ClusterController, RolloutController, StateController,
 )
 
 
