@@ -63,6 +63,8 @@ def aether_register_transport(register: Register) -> None:
     :param register: call ``register(cls)`` for each class; ``cls.name`` is the value of
         ``[transport] use``. A transport that cannot run over a shared store sets
         ``supports_shared_storage = False`` and the kernel refuses that combination.
+        One that fsyncs each command to a log of its own and replays it after a crash
+        sets ``keeps_durable_log = True``; storage then need not fsync each commit.
 
     Called once when plugins are collected. Must not bind sockets.
     """

@@ -98,6 +98,8 @@ class ConfigManager:
         if self._started:
             return
         await self.storage.open()
+        if self.transport.keeps_durable_log:
+            await self.storage.rely_on_log()
         await self.transport.start(self.state_machine)
         await self.hub.start()
         self._started = True

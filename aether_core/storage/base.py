@@ -82,6 +82,12 @@ class Storage(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release connections and files. Idempotent."""
 
+    async def rely_on_log(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """The transport keeps its own fsynced log of every command and re-applies it from
+        :meth:`applied_index` after a crash (raft does). A backend may then stop forcing
+        each commit to disk, provided a commit stays atomic with the applied index it
+        records. Called after :meth:`open`, before the first commit."""
+
     # -- writes ----------------------------------------------------------------------
 
     @abstractmethod

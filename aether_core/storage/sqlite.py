@@ -2,10 +2,12 @@
 
 WAL journal with ``synchronous=FULL``: every commit fsyncs the WAL before
 :meth:`SqliteStorage.commit` returns, so an acknowledged write survives kill -9 and
-power loss. Writes run on one connection in a worker thread, so a slow fsync never
-blocks the event loop. Reads run on a second connection straight on the event loop:
-a WAL reader never waits for the writer, a point read from the page cache takes
-microseconds, and a thread hop per read would cost ten times the read itself.
+power loss (under raft, whose own log is fsynced and replayed, commits skip that fsync:
+see :meth:`SqliteStorage.rely_on_log`). Writes run on one connection in a worker
+thread, so a slow fsync never blocks the event loop. Reads run on a second connection
+straight on the event loop: a WAL reader never waits for the writer, a point read from
+the page cache takes microseconds, and a thread hop per read would cost ten times the
+read itself.
 """
 
 from __future__ import annotations
@@ -123,6 +125,12 @@ class SqliteStorage(Storage):
             self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             raise StorageFault(f"cannot open sqlite storage {self.path}: {exc}") from exc
+
+    async def rely_on_log(self) -> None:
+        # WAL with synchronous=NORMAL: a commit is atomic and survives kill -9 (it is in
+        # the OS's page cache); only a power loss can undo the last ones, and the
+        # transport's log re-applies those from applied_index().
+        await self._run(lambda conn: conn.execute("PRAGMA synchronous=NORMAL"))
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None

@@ -44,6 +44,9 @@ class Transport(ABC):
     Settings: ClassVar[type[TransportSettings]] = TransportSettings
     #: Whether this transport can run over a storage whose ``shared`` flag is set.
     supports_shared_storage: ClassVar[bool] = True
+    #: Whether this transport fsyncs every command to a log of its own before it is
+    #: applied, and replays that log after a crash; storage then skips its own fsync.
+    keeps_durable_log: ClassVar[bool] = False
 
     @abstractmethod
     async def start(self, state_machine: StateMachine) -> None:

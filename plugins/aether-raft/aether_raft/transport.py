@@ -145,6 +145,7 @@ class RaftTransport(Transport):
     name: ClassVar[str] = "raft"
     Settings = RaftSettings
     supports_shared_storage = False
+    keeps_durable_log = True
 
     def __init__(self, settings: RaftSettings, node: NodeInfo) -> None:
         self.settings = settings
