@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,8 +35,14 @@ class SubscriberDropped(AetherError):
 
 
 class Subscription:
-    """An async iterator of :class:`ChangeEvent` after ``since`` whose name starts with
-    ``prefix`` (and whose kind is in ``kinds``, when given)."""
+    """Events after ``since`` whose name starts with ``prefix`` (and whose kind is in
+    ``kinds``, when given), plus any whose ``(kind, name)`` is in ``also``.
+
+    Read them one at a time (``async for``) or as every ready event at once
+    (:meth:`next_batch`, what a server with many streams wants: one wake-up per stream
+    for all the events that arrived meanwhile). Close it with :meth:`close` when not
+    iterating it to the end.
+    """
 
     def __init__(
         self,
@@ -45,36 +52,55 @@ class Subscription:
         since: int,
         kinds: frozenset[str] | None,
         queue_size: int,
+        also: frozenset[tuple[str, str]] | None = None,
     ) -> None:
         self.hub = hub
         self.prefix = prefix
         self.kinds = kinds
+        self.also = also or None
         self.cursor = since
-        # ``None`` in the queue says "dropped": one plain get() per event, no extra futures.
-        self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(queue_size)
+        self.limit = queue_size
+        # Live events wait here; the hub appends, the reader takes them all at once. A
+        # plain deque and one future per wait: the fan-out costs an append and, for an
+        # idle reader, one set_result — no queue getters, no extra tasks.
+        self._pending: deque[ChangeEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._woken = False
+        self._live = False
         self.dropped: str | None = None
 
     def matches(self, event: ChangeEvent) -> bool:
-        return event.name.startswith(self.prefix) and (
+        if event.name.startswith(self.prefix) and (
             self.kinds is None or event.kind in self.kinds
-        )
+        ):
+            return True
+        return self.also is not None and (event.kind, event.name) in self.also
 
     def _offer(self, event: ChangeEvent) -> None:
         if self.dropped or not self.matches(event):
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self.limit:
             self.dropped = (
-                f"subscriber fell {self._queue.maxsize} events behind at revision "
+                f"subscriber fell {self.limit} events behind at revision "
                 f"{event.revision}; resume from revision {self.cursor}"
             )
             self.hub._unregister(self)
             # What is buffered is never delivered (the subscriber resumes from its cursor
-            # and reads it again), so make room for the marker that wakes the reader.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(None)
+            # and reads it again).
+            self._pending.clear()
+        else:
+            self._pending.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def wake(self) -> None:
+        """Make a waiting :meth:`next_batch` return now, with no events if none are
+        ready (a server's keep-alive timer or shutdown uses this)."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         return self._events()
@@ -97,27 +123,55 @@ class Subscription:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    async def next_batch(self) -> list[ChangeEvent]:
+        """Every event ready now, in revision order; waits until there is at least one
+        (or :meth:`wake` is called: then possibly none).
+
+        Stored history after ``since`` comes first, straight from storage (raises
+        ``Compacted`` if it is gone); then live events, those the history already covered
+        skipped. Raises :class:`SubscriberDropped` once the subscriber fell behind.
+        """
+        while not self._live:
+            records = await self._history()
+            if not records:
+                self._live = True
+                break
+            found: list[ChangeEvent] = []
+            for record in records:
+                if self.dropped:
+                    raise SubscriberDropped(self.dropped, resume_from=self.cursor)
+                event = ChangeEvent.from_record(record)
+                self.cursor = event.revision
+                if self.matches(event):
+                    found.append(event)
+            if found:
+                return found
+        pending = self._pending
+        while True:
+            if self.dropped:
+                raise SubscriberDropped(self.dropped, resume_from=self.cursor)
+            if pending:
+                cursor = self.cursor
+                ready = [event for event in pending if event.revision > cursor]
+                pending.clear()
+                if ready:
+                    self.cursor = ready[-1].revision
+                    return ready
+                continue
+            if self._woken:
+                self._woken = False
+                return []
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
     async def _events(self) -> AsyncIterator[ChangeEvent]:
         try:
-            # History first, straight from storage (raises Compacted if it is gone).
-            while batch := await self._history():
-                for record in batch:
-                    if self.dropped:
-                        raise SubscriberDropped(self.dropped, resume_from=self.cursor)
-                    event = ChangeEvent.from_record(record)
-                    self.cursor = event.revision
-                    if self.matches(event):
-                        yield event
-            # Then live events; those the history already covered are skipped.
             while True:
-                live = await self._queue.get()
-                if live is None or self.dropped:
-                    raise SubscriberDropped(
-                        self.dropped or "subscriber dropped", resume_from=self.cursor)
-                if live.revision <= self.cursor:
-                    continue
-                self.cursor = live.revision
-                yield live
+                for event in await self.next_batch():
+                    yield event
         finally:
             self.hub._unregister(self)
 
@@ -201,8 +255,11 @@ class WatchHub:
         *,
         kinds: frozenset[str] | None = None,
         queue_size: int | None = None,
+        also: frozenset[tuple[str, str]] | None = None,
     ) -> Subscription:
-        """Events after revision ``since`` (now, when ``None``) for names under ``prefix``.
+        """Events after revision ``since`` (now, when ``None``) for names under ``prefix``,
+        and those whose ``(kind, name)`` is in ``also`` whatever their name (a server
+        follows its caller's user and token this way).
 
         Iterating raises :class:`~aether_core.errors.Compacted` if ``since`` is older than
         the feed keeps, and :class:`SubscriberDropped` if the subscriber falls behind.
@@ -210,7 +267,7 @@ class WatchHub:
         start = await self.storage.revision() if since is None else since
         subscription = Subscription(
             self, prefix=prefix, since=start, kinds=kinds,
-            queue_size=queue_size or self.queue_size,
+            queue_size=queue_size or self.queue_size, also=also,
         )
         self._subscribers.add(subscription)
         return subscription

@@ -161,3 +161,36 @@ async def test_the_hub_outlives_a_failing_change_feed() -> None:
         await manager.put("a", 3)
         got = [(await asyncio.wait_for(anext(events), 10)).revision for _ in range(2)]
         assert got == [2, 3]
+
+
+async def test_a_batch_holds_every_ready_event_and_a_wake_ends_a_wait(
+    manager: ConfigManager,
+) -> None:
+    # ``also`` lets one name outside the prefix through (a server follows its caller's
+    # user and token this way).
+    subscription = await manager.hub.subscribe(
+        "app/", since=None, also=frozenset({("config", "other/x")}))
+    for name in ("app/a", "shipping/y", "app/b", "other/x", "app/c"):
+        await manager.put(name, 1)
+    got: list[str] = []
+    calls = 0
+    async with asyncio.timeout(5):
+        while len(got) < 4:
+            calls += 1
+            got.extend(event.name for event in await subscription.next_batch())
+    assert got == ["app/a", "app/b", "other/x", "app/c"]
+    assert calls <= 4
+
+    async def wake_soon() -> None:
+        await asyncio.sleep(0.05)
+        subscription.wake()
+
+    waker = asyncio.create_task(wake_soon())
+    async with asyncio.timeout(5):
+        assert await subscription.next_batch() == []  # woken with nothing ready
+    await waker
+    await manager.put("app/d", 1)
+    async with asyncio.timeout(5):
+        assert [e.name for e in await subscription.next_batch()] == ["app/d"]
+    subscription.close()
+    assert manager.hub.subscriber_count == 0
