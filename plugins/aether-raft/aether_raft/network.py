@@ -7,6 +7,12 @@ Every peer has a bounded queue: when it is full (the peer is down or slow) a mes
 is dropped, which is safe because Raft retransmits what matters. A peer that sends
 garbage, fails authentication or sends a message in someone else's name is
 disconnected and logged; it never stops the node.
+
+With ``tls`` every connection is mutual TLS first (:mod:`aether_raft.tls`: cluster CA
+only, each certificate naming its node), then the hello/welcome handshake inside it —
+with the HMAC too when a cluster secret is also set (defence in depth: a leaked node key
+alone, or a leaked secret alone, does not let anyone in). Without TLS the secret is
+required: peers never talk unauthenticated.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,6 +28,7 @@ import msgspec
 import structlog
 
 from aether_raft.forward import PeerFrame, decode_frame, encode_frame
+from aether_raft.tls import PeerTLS, cert_names, names_node
 from aether_raft.wire import WireError, accept, dial, frame, read_frame
 
 log = structlog.get_logger("aether.raft.network")
@@ -41,17 +49,23 @@ class PeerNetwork:
         name: str,
         listen: str,
         peers: dict[str, str],
-        secret: bytes,
+        secret: bytes | None,
         deliver: Callable[[PeerFrame], None],
         *,
+        tls: PeerTLS | None = None,
         queue_size: int = 1024,
         backoff_min: float = 0.05,
         backoff_max: float = 2.0,
+        handshake_seconds: float = HANDSHAKE_SECONDS,
     ) -> None:
+        if secret is None and tls is None:
+            raise ValueError("peers need a cluster secret, TLS or both; never neither")
         self.name = name
         self.listen = listen
         self.peers = dict(peers)
         self._secret = secret
+        self._tls = tls
+        self._handshake_seconds = handshake_seconds
         self._deliver = deliver
         self._queues: dict[str, asyncio.Queue[PeerFrame]] = {
             peer: asyncio.Queue(queue_size) for peer in peers
@@ -121,8 +135,18 @@ class PeerNetwork:
             writer: asyncio.StreamWriter | None = None
             try:
                 host, port = split_address(self.peers[peer])
-                async with asyncio.timeout(HANDSHAKE_SECONDS):
-                    reader, writer = await asyncio.open_connection(host, port)
+                async with asyncio.timeout(self._handshake_seconds):
+                    if self._tls is None:
+                        reader, writer = await asyncio.open_connection(host, port)
+                    else:
+                        reader, writer = await asyncio.open_connection(
+                            host, port, ssl=self._tls.client)
+                        # The chain is verified against the cluster CA; now the name.
+                        names = cert_names(writer.get_extra_info("peercert"))
+                        if not names_node(names, peer):
+                            raise WireError(
+                                f"the node at {self.peers[peer]} presented a certificate "
+                                f"for {', '.join(sorted(names)) or 'no node'}, not {peer!r}")
                     await dial(reader, writer, self._secret, self.name)
                 log.info("raft.peer_connected", peer=peer)
                 self.connected.add(peer)
@@ -137,7 +161,7 @@ class PeerNetwork:
                     ValueError) as exc:
                 if peer in self.connected:
                     log.warning("raft.peer_lost", peer=peer, error=str(exc) or type(exc).__name__)
-                elif isinstance(exc, WireError):
+                elif isinstance(exc, WireError | ssl.SSLError):
                     log.warning("raft.peer_refused", peer=peer, error=str(exc))
                 self.connected.discard(peer)
             finally:
@@ -155,8 +179,18 @@ class PeerNetwork:
         remote = writer.get_extra_info("peername")
         peer: str | None = None
         try:
-            async with asyncio.timeout(HANDSHAKE_SECONDS):
-                peer = await accept(reader, writer, self._secret, frozenset(self.peers))
+            async with asyncio.timeout(self._handshake_seconds):
+                certified: frozenset[str] | None = None
+                if self._tls is not None:
+                    # TLS over the accepted stream, first thing, before any await: the
+                    # transport has not read from the socket yet, so no byte of the
+                    # client hello can sit in the plain reader's buffer. Doing it here
+                    # (not with start_server(ssl=...)) makes a refused handshake reach
+                    # the except below: logged and counted like any other refusal.
+                    await writer.start_tls(self._tls.server)
+                    certified = cert_names(writer.get_extra_info("peercert"))
+                peer = await accept(reader, writer, self._secret, frozenset(self.peers),
+                                    certified)
             while True:
                 body = await read_frame(reader)
                 try:

@@ -7,6 +7,11 @@ over both; the acceptor answers with a MAC over both in the other direction. Eac
 proves it knows the secret without sending it, and neither accepts a Raft message
 before the other is proven. The MACs are bound to a direction label and to the
 claimed name, so a response can be neither reflected nor replayed to another node.
+
+Over mutual TLS the same handshake runs inside the TLS session, and the acceptor also
+requires the claimed name to be one its peer's certificate names (``certified``). With
+TLS and no cluster secret (``secret=None``) the MACs are empty and not checked: the
+certificates alone authenticate, and the hello only says which member is speaking.
 """
 
 from __future__ import annotations
@@ -64,7 +69,10 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
     return data[1:]
 
 
-def _mac(secret: bytes, direction: bytes, name: str, first: bytes, second: bytes) -> bytes:
+def _mac(secret: bytes | None, direction: bytes, name: str, first: bytes, second: bytes
+         ) -> bytes:
+    if secret is None:
+        return b""
     message = _LABEL + direction + name.encode() + b"\x00" + first + second
     return hmac.new(secret, message, hashlib.sha256).digest()
 
@@ -78,10 +86,16 @@ async def _read_handshake(reader: asyncio.StreamReader) -> _Handshake:
 
 
 async def accept(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes,
-    known: frozenset[str],
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes | None,
+    known: frozenset[str], certified: frozenset[str] | None = None,
 ) -> str:
-    """Authenticate a dialer; returns its proven name."""
+    """Authenticate a dialer; returns its proven name.
+
+    ``certified``: the (lower-case) names the dialer's verified TLS certificate carries;
+    None on plain TCP, where the secret is then required.
+    """
+    if secret is None and certified is None:
+        raise ValueError("a peer must be authenticated by a secret, a certificate or both")
     ours = os.urandom(_NONCE)
     writer.write(frame(_encoder.encode(Challenge(ours))))
     await writer.drain()
@@ -93,6 +107,9 @@ async def accept(
         raise WireError("authentication failed (wrong cluster secret?)")
     if hello.name not in known:
         raise WireError(f"{hello.name!r} is not a member of this cluster")
+    if certified is not None and hello.name.lower() not in certified:
+        raise WireError(f"the peer claims to be {hello.name!r} but its certificate names "
+                        f"{', '.join(sorted(certified)) or 'no node'}")
     writer.write(frame(_encoder.encode(Welcome(_mac(secret, b"accept", hello.name,
                                                      hello.nonce, ours)))))
     await writer.drain()
@@ -100,7 +117,8 @@ async def accept(
 
 
 async def dial(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes, name: str,
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes | None,
+    name: str,
 ) -> None:
     """Authenticate to an acceptor as ``name``, and check the acceptor knows the secret."""
     challenge = await _read_handshake(reader)
