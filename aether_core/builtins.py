@@ -52,7 +52,7 @@ def aether_startup(node: Node) -> Any:
     # with nothing to log in to, a generated password would help nobody, and `aether
     # users add` (which starts a node) must be able to create the first user itself.
     if isinstance(node.auth, JwtAuth):
-        return node.auth.attach(node.config, bootstrap=False)
+        return node.auth.attach(node.config, bootstrap=False, secrets=node.secrets)
     return None
 
 
@@ -67,8 +67,9 @@ def aether_shutdown(node: Node) -> Any:
 
 @hookimpl
 def aether_register_commands(cli: click.Group) -> None:
-    from aether_core.auth.cli import users
+    from aether_core.auth.cli import auth, users
     from aether_core.secrets.cli import secrets
 
     cli.add_command(users)
+    cli.add_command(auth)
     cli.add_command(secrets)

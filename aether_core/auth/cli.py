@@ -43,7 +43,7 @@ async def _with_auth(manifest_path: Path | None, fn: Callable[[Any], Awaitable[T
     await node.start()
     try:
         assert isinstance(node.auth, JwtAuth)
-        await node.auth.attach(node.config, bootstrap=False)
+        await node.auth.attach(node.config, bootstrap=False, secrets=node.secrets)
         return await fn(node.auth)
     finally:
         await node.stop()
@@ -123,3 +123,49 @@ def delete(manifest_path: Path | None, username: str) -> None:
 
     asyncio.run(_with_auth(manifest_path, go))
     click.echo(f"deleted user {username!r}")
+
+
+@click.group("auth")
+def auth() -> None:
+    """The jwt auth's signing keys (works with the server stopped or running)."""
+
+
+def _print_status(status: Any, as_json: bool) -> None:
+    import msgspec
+
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(status), indent=2))
+        return
+    click.echo(f"algorithm {status.algorithm}, signing with {status.signing_kid}")
+    for key in status.keys:
+        until = f" until {key.retires_at:.0f}" if key.retires_at is not None else ""
+        click.echo(f"{key.kid:<20} {key.state}{until}")
+
+
+@auth.command("keys")
+@_MANIFEST
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def keys(manifest_path: Path | None, as_json: bool) -> None:
+    """The signing keys by key id, and which one signs (never the keys)."""
+
+    async def go(auth: Any) -> Any:
+        return await auth.signing_status()
+
+    _print_status(asyncio.run(_with_auth(manifest_path, go)), as_json)
+
+
+@auth.command("rotate-key")
+@_MANIFEST
+@click.option("--propagation", type=click.FloatRange(0, 300), default=5.0,
+              show_default=True,
+              help="Seconds between introducing the new key (every node verifies it) and "
+              "signing with it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def rotate_key(manifest_path: Path | None, propagation: float, as_json: bool) -> None:
+    """Rotate the JWT signing key online: the old key keeps verifying until the tokens
+    it signed have expired, then it is retired."""
+
+    async def go(auth: Any) -> Any:
+        return await auth.rotate_signing_key(propagation=propagation, author="cli")
+
+    _print_status(asyncio.run(_with_auth(manifest_path, go)), as_json)

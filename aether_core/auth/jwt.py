@@ -28,6 +28,12 @@ from pydantic import Field, SecretStr
 from aether_core.auth.base import Auth, Decision, Principal
 from aether_core.auth.keys import ALGORITHMS, KeySet, key_file
 from aether_core.auth.roles import Role, RoleTable
+from aether_core.auth.signing import (
+    DEFAULT_PROPAGATION,
+    SigningKeyInfo,
+    SigningKeys,
+    SigningStatus,
+)
 from aether_core.auth.users import (
     MAX_PASSWORD,
     Passwords,
@@ -49,6 +55,7 @@ from aether_core.statemachine import USER
 
 if TYPE_CHECKING:
     from aether_core.manager import ConfigManager
+    from aether_core.secrets.manager import SecretManager
 
 log = structlog.get_logger("aether.auth")
 
@@ -82,6 +89,10 @@ class JwtSettings(ProviderSettings):
     bootstrap_admin: str = "admin"
 
 
+class UnknownKeyId(Unauthorized):
+    """A token names a key id this node does not know (yet: it may lag a rotation)."""
+
+
 class _Verified(msgspec.Struct, frozen=True):
     sub: str
     uid: str
@@ -108,7 +119,11 @@ class JwtAuth(Auth):
     ) -> None:
         if keys.algorithm not in ALGORITHMS:
             raise ConfigurationError(f"[auth] algorithm {keys.algorithm!r} is not supported")
+        #: The configured keys; :attr:`keys` are those in force (stored ones after a
+        #: signing-key rotation, see :mod:`aether_core.auth.signing`).
+        self.base = keys
         self.keys = keys
+        self.signing: SigningKeys | None = None
         self.issuer = issuer
         self.audience = audience
         self.token_ttl = token_ttl
@@ -143,15 +158,22 @@ class JwtAuth(Auth):
 
     # -- life cycle ------------------------------------------------------------------
 
-    async def attach(self, manager: ConfigManager, *, bootstrap: bool = True) -> None:
+    async def attach(self, manager: ConfigManager, *, bootstrap: bool = True,
+                     secrets: SecretManager | None = None) -> None:
         """Load users from ``manager``'s store and follow their changes; on a store with
         no user yet, create the bootstrap admin (password from ``$AETHER_ADMIN_PASSWORD``,
-        else generated and printed once to stderr). Idempotent."""
+        else generated and printed once to stderr). With ``secrets``, signing keys
+        rotated into the store are loaded and followed too. Idempotent."""
         if self.directory is not None:
             return
         directory = UserDirectory(manager)
         await directory.load()
         self.directory = directory
+        if secrets is not None:
+            self.signing = SigningKeys(secrets, self.base,
+                                       overlap=self.token_ttl + 2 * self.leeway,
+                                       on_change=self._use_keys)
+            await self.signing.start()
         if bootstrap and not directory.users:
             await self._bootstrap()
 
@@ -175,7 +197,14 @@ class JwtAuth(Auth):
             )
             sys.stderr.flush()
 
+    def _use_keys(self, keys: KeySet) -> None:
+        self.keys = keys
+
     async def close(self) -> None:
+        if self.signing is not None:
+            await self.signing.close()
+            self.signing = None
+            self.keys = self.base
         if self.directory is not None:
             await self.directory.close()
             self.directory = None
@@ -236,7 +265,10 @@ class JwtAuth(Auth):
         kid = header.get("kid")
         key = self.keys.verify_keys.get(kid) if isinstance(kid, str) else None
         if key is None:
-            raise Unauthorized("token is signed with an unknown key id")
+            raise UnknownKeyId("token is signed with an unknown key id")
+        retires = self.keys.retire_at.get(kid)  # type: ignore[arg-type]
+        if retires is not None and self.clock() > retires:
+            raise Unauthorized("token is signed with a retired key")
         try:
             claims = jwt.decode(
                 token, key, algorithms=[self.keys.algorithm], audience=self.audience,
@@ -265,7 +297,13 @@ class JwtAuth(Auth):
         return verified
 
     async def verify_token(self, token: str) -> Principal:
-        return self.verify_token_now(token)
+        try:
+            return self.verify_token_now(token)
+        except UnknownKeyId:
+            # Perhaps a key another node has just introduced: look once more.
+            if self.signing is None or not await self.signing.reload_for_unknown_kid():
+                raise
+            return self.verify_token_now(token)
 
     def verify_token_now(self, token: str) -> Principal:
         """:meth:`verify_token` without a coroutine (the admin API's hot path)."""
@@ -290,7 +328,30 @@ class JwtAuth(Auth):
         return self.roles.decide(principal.roles, action, resource)
 
     def jwks(self) -> dict[str, Any]:
-        return self.keys.jwks()
+        return self.keys.jwks(self.clock())
+
+    # -- signing keys ----------------------------------------------------------------
+
+    def _signing(self) -> SigningKeys:
+        if self.signing is None:
+            raise ConfigurationError(
+                "signing-key rotation keeps the keys encrypted in the store: the node needs "
+                "a [secrets] key provider (the embedded default has one)")
+        return self.signing
+
+    async def rotate_signing_key(self, *, propagation: float = DEFAULT_PROPAGATION,
+                                 author: str = "") -> SigningStatus:
+        """Introduce a new signing key on every node, sign with it after
+        ``propagation`` seconds; the old one verifies until its tokens expire."""
+        return await self._signing().rotate(propagation=propagation, author=author)
+
+    async def signing_status(self) -> SigningStatus:
+        if self.signing is None:
+            infos = [SigningKeyInfo(kid=kid, state="current" if kid == self.keys.signing_kid
+                                    else "configured") for kid in sorted(self.keys.verify_keys)]
+            return SigningStatus(algorithm=self.keys.algorithm,
+                                 signing_kid=self.keys.signing_kid, keys=infos, stored=False)
+        return await self.signing.status()
 
     # -- user administration ---------------------------------------------------------
 

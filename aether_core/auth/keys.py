@@ -37,6 +37,8 @@ class KeySet:
     signing_kid: str
     signing_key: Any
     verify_keys: dict[str, Any] = field(default_factory=dict)
+    #: Keys that stop verifying at a time (a previous signing key after its overlap).
+    retire_at: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -49,7 +51,7 @@ class KeySet:
             raise ConfigurationError(
                 f"[auth] algorithm: {algorithm!r} is not one of {', '.join(ALGORITHMS)}"
             )
-        private = _load_signing(algorithm, signing_kid, signing_key)
+        private = load_signing(algorithm, signing_kid, signing_key)
         keys: dict[str, Any] = {}
         for kid, material in (verify_keys or {}).items():
             keys[kid] = _load_verifying(algorithm, kid, material)
@@ -64,8 +66,9 @@ class KeySet:
         key = secrets.token_bytes(48)
         return cls("HS256", kid, key, {kid: key})
 
-    def jwks(self) -> dict[str, Any]:
-        """The public keys as a JWK set (empty for HMAC: those keys are secret)."""
+    def jwks(self, now: float | None = None) -> dict[str, Any]:
+        """The public keys as a JWK set (empty for HMAC: those keys are secret); keys
+        retired before ``now`` are left out."""
         if self.algorithm in SYMMETRIC:
             return {"keys": []}
         algorithms: dict[str, Any] = {
@@ -74,13 +77,15 @@ class KeySet:
         to_jwk = algorithms[self.algorithm].to_jwk
         out = []
         for kid, key in sorted(self.verify_keys.items()):
+            if now is not None and now > self.retire_at.get(kid, now):
+                continue  # retired: no token it signed is still valid
             jwk: dict[str, Any] = to_jwk(key, as_dict=True)
             jwk.update(kid=kid, alg=self.algorithm, use="sig")
             out.append(jwk)
         return {"keys": out}
 
 
-def _load_signing(algorithm: str, kid: str, material: str) -> Any:
+def load_signing(algorithm: str, kid: str, material: str) -> Any:
     if algorithm in SYMMETRIC:
         key = material.encode()
         if len(key) < MIN_HMAC_KEY:
@@ -101,7 +106,7 @@ def _load_signing(algorithm: str, kid: str, material: str) -> Any:
 
 def _load_verifying(algorithm: str, kid: str, material: str) -> Any:
     if algorithm in SYMMETRIC:
-        return _load_signing(algorithm, kid, material)
+        return load_signing(algorithm, kid, material)
     data = material.encode()
     try:
         public: Any = serialization.load_pem_public_key(data)

@@ -27,6 +27,7 @@ ACTIONS = (
     "secrets:read",
     "secrets:write",
     "users:admin",
+    "auth:keys",
 )
 
 

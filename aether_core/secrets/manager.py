@@ -45,6 +45,18 @@ Label = Literal["current", "previous", "pending"]
 MAX_VALUE_BYTES = 64 * 1024
 _WRITE_RETRIES = 16
 _KEY_CACHE = 4096
+#: Names under this prefix hold Aether's own keys (the JWT signing keys): sealed and
+#: rotated like any secret, but never listed, read or changed through the public API —
+#: whoever reads a signing key can mint tokens for any user.
+SYSTEM_PREFIX = "_system/"
+
+
+def check_public(name: str) -> None:
+    """A secret name the public API may use (valid, and not a system name)."""
+    check_name(name, "secret")
+    if name.startswith(SYSTEM_PREFIX):
+        raise BadRequest(f"secret names under {SYSTEM_PREFIX!r} are reserved for Aether's "
+                         "own keys")
 
 
 @dataclass(frozen=True)
@@ -295,6 +307,7 @@ class SecretManager:
 
         :param expected_version: the secret's record version now (0: must not exist).
         """
+        check_public(name)
         overlap = self.overlap if overlap is None else overlap
         record = await self._write_value(
             name, value, expected_version, author, comment,
@@ -311,6 +324,7 @@ class SecretManager:
                     ) -> SecretInfo:
         """Stage a new value as ``pending``; promote it within ``window`` seconds
         (default: the manager's window; None: no limit)."""
+        check_public(name)
         window = self.window if window == -1.0 else window
         if window is not None and window <= 0:
             raise BadRequest("the rotation window must be positive (seconds)")
@@ -331,7 +345,7 @@ class SecretManager:
 
         :raises RotationRefused: ``version`` is not pending, or its window has closed.
         """
-        check_name(name, "secret")
+        check_public(name)
         overlap = self.overlap if overlap is None else overlap
         result = await self.propose(PromoteSecret(
             name=name, version=version, expected_version=expected_version, overlap=overlap,
@@ -343,7 +357,7 @@ class SecretManager:
                        expected_version: int | None = None, author: str = "",
                        comment: str = "") -> SecretInfo:
         """``previous`` becomes ``current`` again."""
-        check_name(name, "secret")
+        check_public(name)
         overlap = self.overlap if overlap is None else overlap
         result = await self.propose(RollbackSecret(
             name=name, expected_version=expected_version, overlap=overlap, author=author,
@@ -354,7 +368,7 @@ class SecretManager:
 
     async def delete(self, name: str, *, expected_version: int | None = None,
                      author: str = "", comment: str = "") -> Record:
-        check_name(name, "secret")
+        check_public(name)
         result = await self.propose(DeleteSecret(
             name=name, expected_version=expected_version, author=author, comment=comment,
             timestamp=self.config.now()))
@@ -377,6 +391,7 @@ class SecretManager:
 
     async def info(self, name: str) -> SecretInfo:
         """Labels, versions, key versions, authors and times — never the value."""
+        check_public(name)
         return info_of(await self._head(name))
 
     async def list_secrets(self, prefix: str = "", *, cursor: str | None = None, limit: int = 100
@@ -390,13 +405,14 @@ class SecretManager:
         items = items[:limit]
         next_cursor = (base64.urlsafe_b64encode(items[-1].name.encode()).decode()
                        if more else None)
-        return [info_of(r) for r in items], next_cursor
+        return [info_of(r) for r in items if not r.name.startswith(SYSTEM_PREFIX)], next_cursor
 
     async def reveal(self, name: str, label: Label = "current", *,
                      consistent: bool = True) -> Revealed:
         """The plaintext of the version that carries ``label``."""
         if label not in ("current", "previous", "pending"):
             raise BadRequest(f"label must be current, previous or pending, not {label!r}")
+        check_public(name)
         record = await self._head(name, consistent)
         state = live_state(record)
         version = getattr(state, label)
@@ -410,6 +426,7 @@ class SecretManager:
                                 ) -> list[Revealed]:
         """What a client uses: ``current``, then ``previous`` while the overlap window is
         open — a client that accepts either never fails during a rotation."""
+        check_public(name)
         record = await self._head(name, consistent)
         state = live_state(record)
         out: list[Revealed] = []
@@ -441,6 +458,7 @@ class SecretManager:
     async def diff(self, name: str, from_version: int, to_version: int) -> dict[str, Any]:
         """Whether two versions hold the same value: ``"changed"`` or ``"unchanged"``.
         Never the values themselves, nor a patch between them."""
+        check_public(name)
         await self._head(name)
         values = []
         for version in (from_version, to_version):
@@ -450,4 +468,5 @@ class SecretManager:
 
     async def state(self, name: str) -> SecretState:
         """The raw sealed state (ciphertext only), for tooling and tests."""
+        check_public(name)
         return live_state(await self._head(name))

@@ -92,7 +92,7 @@ def create_app(
     async def startup() -> None:
         await manager.start()
         if isinstance(ctx.auth, JwtAuth):
-            await ctx.auth.attach(manager)
+            await ctx.auth.attach(manager, secrets=ctx.secrets)
 
     async def shutdown() -> None:
         ctx.closing.set()

@@ -11,7 +11,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from aether_admin.context import context, principal
 from aether_admin.edge import unpack_name
-from aether_core.auth.jwt import JwtAuth
+from aether_core.auth.jwt import JwtAuth, UnknownKeyId
 from aether_core.errors import Forbidden, Unauthorized
 
 Connection = ASGIConnection[Any, Any, Any, Any]
@@ -33,7 +33,11 @@ class BearerAuth(AbstractAuthenticationMiddleware):
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         auth = context(connection).auth
         if isinstance(auth, JwtAuth):
-            who = auth.verify_token_now(token)  # cached: no coroutine, no crypto
+            try:
+                who = auth.verify_token_now(token)  # cached: no coroutine, no crypto
+            except UnknownKeyId:
+                # A key id another node may have just introduced: re-read the keys once.
+                who = await auth.verify_token(token)
         else:
             who = await auth.verify_token(token)
         return AuthenticationResult(user=who, auth=token)

@@ -104,7 +104,7 @@ class AdminService(Service):
                 '[[services]] use = "admin" needs an [auth] section (e.g. use = "jwt")'
             )
         if isinstance(node.auth, JwtAuth):
-            await node.auth.attach(node.config)
+            await node.auth.attach(node.config, secrets=node.secrets)
         app = create_app(node.config, node.config.transport, node.auth, settings=self.settings,
                          secrets=node.secrets)
         self.context = admin_context(app)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
+from msgspec import Meta
 
 from aether_admin.bodies import LoginIn, TokenOut, WhoAmIOut
 from aether_admin.context import AdminContext, context, principal
 from aether_admin.problems import TooManyRequests
+from aether_admin.security import requires
 from aether_core.auth.jwt import JwtAuth
-from aether_core.errors import Unauthorized
+from aether_core.auth.signing import DEFAULT_PROPAGATION, MAX_PROPAGATION, SigningStatus
+from aether_core.errors import NotFound, Unauthorized
 
 Req = Request[Any, Any, Any]
+
+
+class RotateKeyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: Seconds between introducing the new key (every node verifies it) and signing
+    #: with it; default 5.
+    propagation_seconds: Annotated[float, Meta(ge=0, le=MAX_PROPAGATION)] = (
+        DEFAULT_PROPAGATION)
+
+
+def _jwt(ctx: AdminContext) -> JwtAuth:
+    if not isinstance(ctx.auth, JwtAuth):
+        raise NotFound(f"the {ctx.auth.name!r} auth provider has no signing keys here")
+    return ctx.auth
 
 
 def _ttl(ctx: AdminContext) -> int:
@@ -73,3 +90,21 @@ class AuthController(Controller):
         auth = context(request).auth
         keys: dict[str, Any] = auth.jwks() if isinstance(auth, JwtAuth) else {"keys": []}
         return Response(keys, media_type="application/jwk-set+json")
+
+    @get("/auth/keys", guards=[requires("auth:keys", None)],
+         summary="The JWT signing keys by key id and their state (never the keys)")
+    async def signing_keys(self, request: Req) -> SigningStatus:
+        return await _jwt(context(request)).signing_status()
+
+    @post("/auth/keys/rotate", guards=[requires("auth:keys", None)], status_code=200,
+          summary="Rotate the JWT signing key online (every node verifies the new key "
+                  "before any signs with it; the old one verifies until its tokens expire)")
+    async def rotate_signing_key(self, request: Req,
+                                 data: JSONBody[RotateKeyIn] | None = None) -> SigningStatus:
+        wanted = data or RotateKeyIn()
+        auth = _jwt(context(request))
+        if auth.signing is None:
+            raise NotFound("this node keeps no signing keys in its store (signing-key "
+                           "rotation needs a [secrets] key provider)")
+        return await auth.rotate_signing_key(
+            propagation=wanted.propagation_seconds, author=principal(request).name)
