@@ -130,3 +130,31 @@ async def test_health_ready_metrics(server: Listener) -> None:
             assert_problem(await client.get("/ready"), 503)
         finally:
             transport._state_machine = machine  # type: ignore[attr-defined]
+
+
+async def test_an_idle_stream_gets_keep_alives_and_revoking_its_token_ends_it(
+    server: Listener,
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        admin = await _login(client, "admin", ADMIN_PASSWORD)
+        other = await _login(client, "admin", ADMIN_PASSWORD)  # a second session
+        async with client.stream("GET", "/watch", params={"since": 0}, headers=admin) as r:
+            assert r.status_code == 200
+            lines = r.aiter_lines()
+            async with asyncio.timeout(10):
+                while (await anext(lines)) != ": keep-alive":  # keepalive is 0.2 s here
+                    pass
+                # Another session's logout does not touch this stream; a write still
+                # arrives after it.
+                assert (await client.post("/logout", headers=other)).status_code == 204
+                await client.put("/configs/app/k", headers=admin, json={"value": 1})
+                while not (await anext(lines)).startswith("data: "):
+                    pass
+                assert (await client.post("/logout", headers=admin)).status_code == 204
+                while (line := await anext(lines)) != "event: error":
+                    assert not line.startswith("data: "), line
+                error = json.loads((await anext(lines)).removeprefix("data: "))
+                assert error["status"] == 401 and "revoked" in error["detail"]
+                rest = [line async for line in lines]  # the server ended the stream
+                assert not any(line.startswith("data: ") for line in rest)
+        assert_problem(await client.get("/watch", headers=admin), 401)
