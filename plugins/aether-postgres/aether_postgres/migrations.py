@@ -114,9 +114,92 @@ END
 $fn$;
 """
 
+# Group commit: the commands one node has queued while its previous transaction was
+# flushing, committed in one transaction (one meta row lock, one WAL flush, one NOTIFY
+# for all of them). Each command is checked and applied in turn, exactly as if it had
+# been its own commit_writes() call: a command's version checks all run before any of
+# its rows are written, so a conflict leaves nothing to undo and the others go on;
+# revisions stay gap-free because only applied commands take any. Returns one row per
+# command (o_i: its 1-based position in p_batch). commit_writes() stays, so nodes of the
+# previous release keep working beside this one: both take the same lock.
+_V2: LiteralString = """
+CREATE FUNCTION {s}.commit_batch(p_batch json)
+RETURNS TABLE (o_i integer, o_status text, o_first bigint, o_at integer, o_current bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    -- p_batch: [[log_index or null, [[kind, name, expected_version, deleted, body], ...]], ...]
+    m       record;
+    rev     bigint;
+    applied bigint;
+    item    json;
+    pos     bigint;
+    idx     bigint;
+    ws      json[];
+    n       integer;
+    cur     bigint;
+BEGIN
+    SELECT * INTO m FROM {s}.meta WHERE id = 1 FOR UPDATE;
+    rev := m.revision;
+    applied := m.applied_index;
+    FOR item, pos IN SELECT e.value, e.ordinality
+                       FROM json_array_elements(p_batch) WITH ORDINALITY e LOOP
+        o_i := pos;
+        o_first := rev + 1;
+        o_at := 0;
+        o_current := 0;
+        o_status := 'ok';
+        idx := (item->>0)::bigint;
+        IF idx IS NOT NULL THEN
+            IF idx <= applied THEN
+                o_status := 'replayed';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            applied := idx;
+        END IF;
+        ws := ARRAY(SELECT json_array_elements(item->1));
+        n := coalesce(array_length(ws, 1), 0);
+        FOR i IN 1 .. n LOOP
+            SELECT h.version INTO cur FROM {s}.heads h
+             WHERE h.kind = ws[i]->>0 AND h.name = ws[i]->>1;
+            cur := coalesce(cur, 0);
+            IF cur <> (ws[i]->>2)::bigint THEN
+                o_status := 'conflict';
+                o_at := i;
+                o_current := cur;
+                EXIT;
+            END IF;
+        END LOOP;
+        IF o_status = 'ok' THEN
+            FOR i IN 1 .. n LOOP
+                rev := rev + 1;
+                INSERT INTO {s}.records (revision, kind, name, version, deleted, body)
+                VALUES (rev, ws[i]->>0, ws[i]->>1, (ws[i]->>2)::bigint + 1,
+                        (ws[i]->>3)::boolean, ws[i]->4);
+                INSERT INTO {s}.heads AS h (kind, name, version, revision, deleted)
+                VALUES (ws[i]->>0, ws[i]->>1, (ws[i]->>2)::bigint + 1, rev,
+                        (ws[i]->>3)::boolean)
+                ON CONFLICT (kind, name) DO UPDATE
+                    SET version = excluded.version, revision = excluded.revision,
+                        deleted = excluded.deleted;
+            END LOOP;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF rev <> m.revision OR applied <> m.applied_index THEN
+        UPDATE {s}.meta SET revision = rev, applied_index = applied WHERE id = 1;
+    END IF;
+    IF rev <> m.revision THEN
+        PERFORM pg_notify({channel}, rev::text);
+    END IF;
+END
+$fn$;
+"""
+
 #: (version, description, SQL template). Append only.
 MIGRATIONS: list[tuple[int, str, LiteralString]] = [
     (1, "records, heads, meta and commit_writes()", _V1),
+    (2, "commit_batch(): group commit of several commands", _V2),
 ]
 LATEST = MIGRATIONS[-1][0]
 
