@@ -148,7 +148,9 @@ class PeerNetwork:
                                 f"the node at {self.peers[peer]} presented a certificate "
                                 f"for {', '.join(sorted(names)) or 'no node'}, not {peer!r}")
                     await dial(reader, writer, self._secret, self.name)
-                log.info("raft.peer_connected", peer=peer)
+                tls = writer.get_extra_info("ssl_object")
+                log.info("raft.peer_connected", peer=peer,
+                         tls=tls.version() if isinstance(tls, ssl.SSLObject) else None)
                 self.connected.add(peer)
                 delay = self._backoff[0]
                 while True:
