@@ -28,6 +28,10 @@ class PutConfig(_Command, frozen=True, tag="put_config"):
     value: Any
     expected_version: int | None = None
     schema: str | None = None
+    #: The secret fields of a typed config, sealed for the version this write creates
+    #: (:class:`~aether_core.secrets.fields.SealedFields` as a dict); ``value`` holds
+    #: placeholders in their place. A write that gets another version is refused.
+    sealed: dict[str, Any] | None = None
 
 
 class DeleteConfig(_Command, frozen=True, tag="delete_config"):
@@ -136,6 +140,18 @@ class RewrapSecret(_Command, frozen=True, tag="rewrap_secret"):
     keys: list[RewrappedKey]
 
 
+class RewrapConfigFields(_Command, frozen=True, tag="rewrap_config_fields"):
+    """Key rotation of a typed config's secret fields: the next version keeps the value
+    and the ciphertexts, with the data key wrapped under another key version."""
+
+    name: str
+    expected_version: int
+    from_key_version: str
+    key_provider: str
+    key_version: str
+    wrapped_key: str
+
+
 class RotateKey(_Command, frozen=True, tag="rotate_key"):
     """Start re-wrapping every data key under ``target_version`` (or confirm the rotation
     with this id that is already running)."""
@@ -224,6 +240,7 @@ Command = (
     | RollbackSecret
     | DeleteSecret
     | RewrapSecret
+    | RewrapConfigFields
     | RotateKey
     | RecordKeyRotation
     | FinishKeyRotation

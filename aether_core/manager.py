@@ -11,7 +11,7 @@ import base64
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jsonpatch
 import msgspec
@@ -34,11 +34,16 @@ from aether_core.errors import (
 from aether_core.records import CommitResult, Page, Record
 from aether_core.rollout import Rollouts
 from aether_core.schemas import binding_for, check_schema_document, schema_errors, validate
+from aether_core.secrets import fields
+from aether_core.secrets.errors import UnknownKeyVersion
 from aether_core.statemachine import CONFIG, SCHEMA, StateMachine
 from aether_core.storage.base import SnapshotHeader, Storage
 from aether_core.transport.base import Transport
 from aether_core.transport.local import LocalTransport
 from aether_core.watch import Subscription, WatchHub
+
+if TYPE_CHECKING:
+    from aether_core.secrets.fields import FieldSealer
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,6 +98,9 @@ class ConfigManager:
         self.hub = WatchHub(storage, queue_size=watch_queue_size)
         self._clock = clock
         self._started = False
+        #: Seals the secret fields of typed configs; set by a :class:`SecretManager`
+        #: over this manager (without one, such writes are refused).
+        self.sealer: FieldSealer | None = None
 
     async def start(self) -> None:
         if self._started:
@@ -184,26 +192,90 @@ class ConfigManager:
             check_name(schema, "schema")
         head = await self.storage.get(CONFIG, name)
         explicit = schema or (head.meta.get("schema") if head else None)
-        await self._validate(name, explicit, value)
-        result = await self._propose(
-            PutConfig(
-                name=name, value=value, expected_version=expected_version, schema=schema,
-                author=author, comment=comment, timestamp=self._stamp(),
+        paths = await self._checked(name, explicit, value)
+        if not fields.present(value, paths):
+            result = await self._propose(
+                PutConfig(
+                    name=name, value=value, expected_version=expected_version, schema=schema,
+                    author=author, comment=comment, timestamp=self._stamp(),
+                )
             )
-        )
-        return result.records[0]
+            return result.records[0]
+        return await self._put_sealed(name, value, paths, expected_version, schema, author,
+                                      comment)
+
+    async def _put_sealed(self, name: str, value: Any, paths: list[fields.Path],
+                          expected_version: int | None, schema: str | None, author: str,
+                          comment: str) -> Record:
+        """Seal the secret fields for the version this write creates, then propose; when
+        another writer takes that version first (and no version was expected), seal again
+        for the next one."""
+        if self.sealer is None:
+            raise BadRequest(
+                f"config {name!r} has secret fields ({', '.join(map(fields.json_path, paths))}) "
+                "and this node has no [secrets] key provider to encrypt them")
+        for _ in range(16):
+            head = await self.storage.get(CONFIG, name)
+            current = head.version if head else 0
+            if expected_version is not None and expected_version != current:
+                raise VersionConflict(
+                    f"config {name!r} is at version {current}, the write expected "
+                    f"{expected_version}", current_version=current,
+                    expected_version=expected_version)
+            redacted, sealed = await self.sealer.seal(name, current + 1, value, paths)
+            try:
+                result = await self._propose(PutConfig(
+                    name=name, value=redacted, expected_version=current, schema=schema,
+                    sealed=msgspec.to_builtins(sealed), author=author, comment=comment,
+                    timestamp=self._stamp()))
+            except (VersionConflict, AlreadyExists):
+                if expected_version is not None:
+                    raise
+                continue
+            return result.records[0]
+        raise VersionConflict(f"config {name!r} changed 16 times while this write was "
+                              "sealed; try again", current_version=0, expected_version=0)
+
+    async def _checked(self, name: str, explicit: str | None, value: Any,
+                       ignore: frozenset[str] = frozenset(), *, stored: bool = False
+                       ) -> list[fields.Path]:
+        """Validate ``value`` against the config's schema; the schema's secret paths.
+
+        Messages never quote a secret value; errors at ``ignore`` paths (placeholders of
+        sealed fields) do not count. A placeholder where a secret goes is refused,
+        unless ``value`` is a stored one (a rollback's target).
+        """
+        schemas = await self._all_heads(SCHEMA)
+        bound = binding_for(name, explicit, schemas)
+        if explicit is not None and bound is None:
+            raise NotFound(f"schema {explicit!r} does not exist")
+        if bound is None:
+            return []
+        document = bound.value["schema"]
+        paths = fields.secret_paths(document)
+        if not stored:
+            for path in fields.present(value, paths):
+                if fields.get_at(value, path) == fields.PLACEHOLDER:
+                    raise BadRequest(
+                        f"config {name!r}: {fields.json_path(path)} holds the redaction "
+                        "placeholder, not a value; send the secret itself (reads without "
+                        "secrets:read show the placeholder)")
+        validate(name, bound.name, document, value, hide=fields.plaintexts(value, paths),
+                 ignore=ignore)
+        return paths
 
     async def create(self, name: str, value: Any, **kwargs: Any) -> Record:
         """Like :meth:`put`, but :class:`AlreadyExists` if ``name`` exists."""
         return await self.put(name, value, expected_version=0, **kwargs)
 
     async def _validate(self, name: str, explicit: str | None, value: Any) -> None:
-        schemas = await self._all_heads(SCHEMA)
-        bound = binding_for(name, explicit, schemas)
-        if explicit is not None and bound is None:
-            raise NotFound(f"schema {explicit!r} does not exist")
-        if bound is not None:
-            validate(name, bound.name, bound.value["schema"], value)
+        """Validation for a value that is stored as it is (a rollout's candidate): one
+        with secret fields is refused, since they would be kept in plaintext."""
+        paths = await self._checked(name, explicit, value)
+        if fields.present(value, paths):
+            raise BadRequest(
+                f"config {name!r} has secret fields ({', '.join(map(fields.json_path, paths))});"
+                " a rollout would keep them unencrypted: write the config instead")
 
     async def get(
         self, name: str, version: int | None = None, *, consistent: bool = True
@@ -239,9 +311,22 @@ class ConfigManager:
         the client is inside its fraction, else the same as :meth:`get`."""
         return await Rollouts(self).get_for_client(name, client_id, consistent=consistent)
 
+    async def reveal(self, name: str, version: int | None = None, *, consistent: bool = True
+                     ) -> Record:
+        """Like :meth:`get`, with the plaintext of secret fields in place of the
+        placeholders (callers check ``secrets:read``)."""
+        record = await self.get(name, version, consistent=consistent)
+        if fields.META not in record.meta:
+            return record
+        if self.sealer is None:
+            raise BadRequest(f"config {name!r} has secret fields and this node has no "
+                             "[secrets] key provider to decrypt them")
+        return msgspec.structs.replace(record, value=await self.sealer.reveal(record))
+
     async def get_typed(self, name: str, model: type[M], version: int | None = None) -> M:
-        """The config parsed into a Pydantic model."""
-        return model.model_validate((await self.get(name, version)).value)
+        """The config parsed into a Pydantic model; ``SecretStr`` fields hold the
+        plaintext (use ``get_secret_value()``)."""
+        return model.model_validate((await self.reveal(name, version)).value)
 
     async def versions(self, name: str) -> list[Record]:
         """Every version, oldest first, tombstones included."""
@@ -286,7 +371,19 @@ class ConfigManager:
         target = await self.storage.get(CONFIG, name, to_version)
         if target is None or target.deleted:
             raise NotFound(f"config {name!r} has no version {to_version} to roll back to")
-        await self._validate(name, target.meta.get("schema"), target.value)
+        sealed = fields.sealed_of(target)
+        ignore = frozenset(fields.json_path(fields.unpointer(f)) for f in sealed.fields
+                           ) if sealed else frozenset()
+        await self._checked(name, target.meta.get("schema"), target.value, ignore,
+                            stored=True)
+        if sealed is not None and self.sealer is not None:
+            try:
+                await self.sealer.data_key(name, sealed)
+            except UnknownKeyVersion:
+                raise BadRequest(
+                    f"config {name!r} version {to_version}: its secret fields are wrapped "
+                    f"under key version {sealed.key_version!r}, which was retired; write the "
+                    "value again instead") from None
         result = await self._propose(
             RollbackConfig(
                 name=name, to_version=to_version, expected_version=expected_version,
@@ -305,7 +402,28 @@ class ConfigManager:
                 raise NotFound(f"config {name!r} has no version {version}")
         assert old is not None and new is not None
         patch = jsonpatch.make_patch(old.value, new.value).patch
-        return {"name": name, "from": from_version, "to": to_version, "patch": patch}
+        out = {"name": name, "from": from_version, "to": to_version, "patch": patch}
+        secret = await self._diff_secret_fields(old, new)
+        if secret:
+            out["secret_fields"] = secret
+        return out
+
+    async def _diff_secret_fields(self, old: Record, new: Record) -> dict[str, str]:
+        """``"changed"``/``"unchanged"`` per secret field (never the values): the
+        placeholders hide the change from the patch."""
+        sealed = [fields.sealed_of(r) if not r.deleted else None for r in (old, new)]
+        if sealed[0] is None and sealed[1] is None:
+            return {}
+        names = sorted({f for s in sealed if s is not None for f in s.fields})
+        if (sealed[0] is not None and sealed[1] is not None
+                and sealed[0].version == sealed[1].version):
+            return dict.fromkeys(names, "unchanged")  # one sealing (a re-wrap, a rollback)
+        if self.sealer is None:
+            return dict.fromkeys(names, "changed")
+        values = [await self.sealer.open(r) for r in (old, new)]
+        missing = object()
+        return {f: "unchanged" if values[0].get(f, missing) == values[1].get(f, missing)
+                else "changed" for f in names}
 
     # -- schemas -------------------------------------------------------------------
 
@@ -335,11 +453,24 @@ class ConfigManager:
         )
         others = [s for s in await self._all_heads(SCHEMA) if s.name != name]
         broken: list[dict[str, Any]] = []
+        paths = fields.secret_paths(schema)
         for config in await self._all_heads(CONFIG):
             bound = binding_for(config.name, config.meta.get("schema"), [*others, candidate])
             if bound is not candidate:
                 continue
-            errors = schema_errors(schema, config.value)
+            sealed = fields.sealed_of(config)
+            sealed_fields = set(sealed.fields) if sealed else set()
+            # Placeholders of sealed fields were validated in plaintext when written.
+            errors = [e for e in schema_errors(schema, config.value)
+                      if not any(e["path"] == fields.json_path(fields.unpointer(f))
+                                 for f in sealed_fields)]
+            errors += [
+                {"path": fields.json_path(path),
+                 "message": "secret in this schema but stored unencrypted: put the schema "
+                            "with force, then write the config again"}
+                for path in fields.present(config.value, paths)
+                if fields.pointer(path) not in sealed_fields
+            ]
             if errors:
                 broken.append({"name": config.name, "version": config.version, "errors": errors})
         return broken

@@ -36,9 +36,17 @@ def schema_errors(schema: dict[str, Any], value: Any) -> list[dict[str, str]]:
     return sorted(errors, key=lambda e: e["path"])
 
 
-def validate(config_name: str, schema_name: str, schema: dict[str, Any], value: Any) -> None:
-    """Raise :class:`ValidationFailed` naming the first failing field path."""
-    errors = schema_errors(schema, value)
+def validate(config_name: str, schema_name: str, schema: dict[str, Any], value: Any, *,
+             hide: list[str] | None = None, ignore: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`ValidationFailed` naming the first failing field path.
+
+    :param hide: secret values: a message that would quote one says only what failed.
+    :param ignore: paths whose errors do not count.
+    """
+    errors = [e for e in schema_errors(schema, value) if e["path"] not in ignore]
+    for error in errors:
+        if any(secret in error["message"] for secret in hide or ()):
+            error["message"] = "a secret value does not match the schema here"
     if errors:
         first = errors[0]
         raise ValidationFailed(

@@ -120,11 +120,22 @@ class StateMachine:
         return await self.storage.commit([], log_index) if log_index is not None else CommitResult()
 
     async def _put_config(self, command: PutConfig, log_index: int | None) -> CommitResult:
-        def build(head: Record | None) -> Write:
+        def build(head: Record | None) -> Write | Rejection:
             meta: dict[str, Any] = {}
             schema = command.schema or (head.meta.get("schema") if head else None)
             if schema:
                 meta["schema"] = schema
+            if command.sealed is not None:
+                # Secret fields are bound to the version they were sealed for.
+                version = (head.version if head else 0) + 1
+                if command.sealed.get("version") != version:
+                    return Rejection(
+                        code="conflict", kind=CONFIG, name=command.name,
+                        detail=f"config {command.name!r}: secret fields were sealed for "
+                        f"version {command.sealed.get('version')}, the write would be "
+                        f"version {version}",
+                        expected_version=version - 1, current_version=version - 1)
+                meta["sealed"] = command.sealed
             return Write(
                 kind=CONFIG,
                 name=command.name,

@@ -18,6 +18,7 @@ from aether_core.commands import (
     PromoteSecret,
     PutSecret,
     RecordKeyRotation,
+    RewrapConfigFields,
     RewrapSecret,
     RollbackSecret,
     RotateKey,
@@ -80,6 +81,7 @@ class SecretHandlers:
             RollbackSecret: self.rollback_secret,
             DeleteSecret: self.delete_secret,
             RewrapSecret: self.rewrap_secret,
+            RewrapConfigFields: self.rewrap_config_fields,
             RotateKey: self.rotate_key,
             RecordKeyRotation: self.record_key_rotation,
             FinishKeyRotation: self.finish_key_rotation,
@@ -143,6 +145,34 @@ class SecretHandlers:
             command, command.expected_version, log_index,
             lambda s: sealed.rewrap(s, command.name, command.keys),
         )
+
+    async def rewrap_config_fields(self, command: RewrapConfigFields, log_index: int | None
+                                   ) -> CommitResult:
+        kind = "config"
+
+        def build(head: Record | None) -> Write | Rejection:
+            sealed = head.meta.get("sealed") if head is not None and not head.deleted else None
+            if head is None or sealed is None:
+                return Rejection(code="not-found", kind=kind, name=command.name,
+                                 detail=f"config {command.name!r} has no sealed fields",
+                                 current_version=head.version if head else 0)
+            if sealed.get("key_version") != command.from_key_version:
+                return Rejection(
+                    code="conflict", kind=kind, name=command.name,
+                    detail=f"config {command.name!r}: fields are wrapped under key version "
+                    f"{sealed.get('key_version')!r}, not {command.from_key_version!r}",
+                    current_version=head.version, expected_version=command.expected_version)
+            return Write(
+                kind=kind, name=command.name, expected_version=head.version,
+                value=head.value, author=command.author, comment=command.comment,
+                timestamp=command.timestamp,
+                meta={**head.meta, "sealed": {
+                    **sealed, "key_provider": command.key_provider,
+                    "key_version": command.key_version, "wrapped_key": command.wrapped_key}},
+            )
+
+        return await self.machine._write_next(kind, command.name, command.expected_version,
+                                              log_index, build)
 
     async def delete_secret(self, command: DeleteSecret, log_index: int | None) -> CommitResult:
         def build(head: Record | None) -> Write | Rejection:

@@ -157,6 +157,10 @@ class SecretManager:
         self._data_keys: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         #: A key rotation that a crash interrupted, resumed in the background by start().
         self.resuming: asyncio.Task[Any] | None = None
+        # The secret fields of typed configs are sealed with these keys too.
+        from aether_core.secrets.fields import FieldSealer
+
+        config.sealer = FieldSealer(self)
 
     async def start(self, *, resume_rotation: bool = True) -> None:
         """Check the keys; resume an interrupted key rotation in the background (reads

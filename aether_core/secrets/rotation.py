@@ -29,10 +29,17 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from aether_core.commands import FinishKeyRotation, RecordKeyRotation, RewrapSecret, RotateKey
-from aether_core.errors import AlreadyExists, BadRequest, VersionConflict
+from aether_core.commands import (
+    FinishKeyRotation,
+    RecordKeyRotation,
+    RewrapConfigFields,
+    RewrapSecret,
+    RotateKey,
+)
+from aether_core.errors import AlreadyExists, BadRequest, NotFound, VersionConflict
 from aether_core.manager import MAX_PAGE
 from aether_core.records import Record
+from aether_core.secrets import fields
 from aether_core.secrets.apply import live_state
 from aether_core.secrets.errors import RotationRefused
 from aether_core.secrets.manager import SecretManager, b64
@@ -46,6 +53,7 @@ from aether_core.secrets.sealed import (
 )
 
 log = structlog.get_logger("aether.secrets")
+CONFIG = "config"  # aether_core.statemachine.CONFIG (which imports the secrets package)
 
 Progress = Callable[[KeyRotation], Awaitable[None] | None]
 _RETRIES = 32
@@ -135,6 +143,15 @@ class KeyRotator:
                     changed += await self._rewrap(record, current, author)
                     in_use.update(record.meta.get("key_versions", []))
                 after = batch[-1].name
+            # Secret fields of typed configs are wrapped under the same keys.
+            after = None
+            while batch := await config.storage.heads(CONFIG, after=after, limit=MAX_PAGE):
+                for record in batch:
+                    changed += await self._rewrap_fields(record, current, author)
+                    found = record.meta.get(fields.META)
+                    if isinstance(found, dict) and "key_version" in found:
+                        in_use.add(str(found["key_version"]))
+                after = batch[-1].name
             done += changed
             if not changed:
                 break
@@ -166,6 +183,33 @@ class KeyRotator:
         last = (await self.status()).last
         assert last is not None
         return last
+
+    async def _rewrap_fields(self, record: Record, target: str, author: str) -> int:
+        """Re-wrap the data key of one typed config's secret fields; 1 if written."""
+        secrets, name = self.secrets, record.name
+        sealer = fields.FieldSealer(secrets)
+        for _ in range(_RETRIES):
+            sealed = None if record.deleted else fields.sealed_of(record)
+            if sealed is None or (sealed.key_version == target
+                                  and sealed.key_provider == secrets.keys.name):
+                return 0
+            data_key = await sealer.data_key(name, sealed)
+            key_version, wrapped = await secrets.keys.wrap(data_key)
+            try:
+                await secrets.propose(RewrapConfigFields(
+                    name=name, expected_version=record.version,
+                    from_key_version=sealed.key_version, key_provider=secrets.keys.name,
+                    key_version=key_version, wrapped_key=b64(wrapped), author=author,
+                    comment="key rotation", timestamp=secrets.config.now()))
+                return 1
+            except (VersionConflict, AlreadyExists, NotFound):
+                fresh = await secrets.config.storage.get(CONFIG, name)
+                if fresh is None:
+                    return 0
+                record = fresh
+        raise VersionConflict(f"config {name!r} kept changing during key rotation; run the "
+                              "rotation again to resume", current_version=record.version,
+                              expected_version=record.version)
 
     async def _rewrap(self, record: Record, target: str, author: str) -> int:
         """Re-wrap one secret's data keys onto ``target``; 1 if it was written."""
