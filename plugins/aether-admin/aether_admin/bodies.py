@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -100,6 +100,9 @@ class DiffOut(msgspec.Struct, kw_only=True):
     from_version: int = msgspec.field(name="from")
     to_version: int = msgspec.field(name="to")
     patch: list[dict[str, Any]]
+    #: Secret fields of a typed config by JSON pointer: ``changed``/``unchanged`` (the
+    #: patch cannot show them: both sides hold the placeholder).
+    secret_fields: dict[str, Literal["changed", "unchanged"]] | None = None
 
 
 # -- schemas ------------------------------------------------------------------------

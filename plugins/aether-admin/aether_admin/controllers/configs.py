@@ -36,6 +36,7 @@ from aether_core.statemachine import CONFIG
 
 Req = Request[Any, Any, Any]
 NameParam = Annotated[str, PathParameter(description="Config name; may contain '/'")]
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def _expected(manager: ConfigManager, name: str, wanted: int | None) -> int | None:
@@ -78,13 +79,22 @@ class ConfigController(Controller):
             **etag(record.version), "Location": f"/configs/{record.name}"})
 
     @get("/{name:str}", guards=[requires("configs:read")],
-         summary="Read a config: the latest version, or ?version=N")
+         summary="Read a config: the latest version, or ?version=N",
+         description="Secret fields of a typed config read as \"**********\"; "
+         "?reveal=true returns their plaintext and needs secrets:read on the name.")
     async def get_config(
         self, request: Req, name: NameParam,
         version: Annotated[int | None, QueryParameter(ge=1)] = None,
+        reveal: Annotated[bool, QueryParameter()] = False,
     ) -> Response[ConfigOut]:
-        record = await context(request).manager.get(unpack_name(name), version)
-        return Response(config_out(record), headers=etag(record.version))
+        name = unpack_name(name)
+        manager = context(request).manager
+        if not reveal:
+            record = await manager.get(name, version)
+            return Response(config_out(record), headers=etag(record.version))
+        authorize(request, "secrets:read", name)
+        record = await manager.reveal(name, version)
+        return Response(config_out(record), headers={**etag(record.version), **NO_STORE})
 
     @put("/{name:str}", guards=[requires("configs:write")],
          summary="Write the next version (creates the config if needed); If-Match for CAS")
@@ -167,7 +177,8 @@ class ConfigController(Controller):
     ) -> DiffOut:
         result = await context(request).manager.diff(unpack_name(name), from_version, to_version)
         return DiffOut(name=result["name"], from_version=result["from"],
-                       to_version=result["to"], patch=result["patch"])
+                       to_version=result["to"], patch=result["patch"],
+                       secret_fields=result.get("secret_fields"))
 
 
 __all__ = ["ConfigController", "NotFound"]
