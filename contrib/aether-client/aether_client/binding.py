@@ -244,7 +244,8 @@ class Binding(Generic[M]):
             except Exception:
                 log.exception("on_change callback failed", config=self.name,
                               callback=getattr(callback, "__qualname__", repr(callback)))
-        await asyncio.to_thread(self._save, event.version, event.revision)
+        if self._client.cache is not None:  # no thread hop per event without a cache
+            await asyncio.to_thread(self._save, event.version, event.revision)
         if self._client.report_acks:
             self._client.spawn(self._report(event.version, "ack", []),
                                f"aether-ack-{self.name}")
