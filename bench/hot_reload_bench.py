@@ -34,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,79 @@ async def _etcd_watchers(count: int, ready: Any, times: Any, target: Any) -> Non
                 task.cancel()
 
 
+_VERSION_RE = re.compile(rb'"version":"?(\d+)"?[,}]')
+
+
+class _RawReader(asyncio.Protocol):
+    """One watch stream read off the socket with no HTTP client and no parsing beyond
+    finding each event's version: what a watcher costs is then a few microseconds, so
+    the figure is the server's (and the kernel's network stack's), not Python's client."""
+
+    def __init__(self, request: bytes, ready_marker: bytes, on_version: Any,
+                 started: asyncio.Event) -> None:
+        self.request = request
+        self.ready_marker = ready_marker
+        self.on_version = on_version
+        self.started = started
+        self.buffer = b""
+
+    def connection_made(self, transport: Any) -> None:
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buffer = self.buffer + data
+        if not self.started.is_set():
+            if self.ready_marker not in buffer:
+                self.buffer = buffer
+                return
+            self.started.set()
+            buffer = buffer[buffer.index(self.ready_marker) + len(self.ready_marker):]
+        end = 0
+        for match in _VERSION_RE.finditer(buffer):
+            self.on_version(int(match.group(1)), now)
+            end = match.end()
+        self.buffer = buffer[end:]
+
+
+async def _raw_watchers(kind: str, url: str, count: int, ready: Any, times: Any,
+                        target: Any, token: str) -> None:
+    seen: dict[int, list[float]] = {}
+    done = asyncio.Event()
+    host, port = url.removeprefix("http://").split(":")
+    if kind == "aether":
+        request = (f"GET /watch?prefix={NAME} HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+                   ).encode()
+        marker = b"retry: 1000\n\n"
+    else:
+        body = json.dumps({"create_request": {"key": _b64(NAME)}}).encode()
+        request = (f"POST /v3/watch HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                   f"application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        marker = b'"created":true'
+
+    def on_version(version: int, now: float) -> None:
+        got = seen.setdefault(version, [])
+        got.append(now)
+        if version == target.value and len(got) == count:
+            done.set()
+
+    loop = asyncio.get_running_loop()
+    transports = []
+    for _ in range(count):
+        started = asyncio.Event()
+        transport, _ = await loop.create_connection(
+            partial(_RawReader, request, marker, on_version, started), host, int(port))
+        transports.append(transport)
+        await asyncio.wait_for(started.wait(), 30)
+    ready.put(count)
+    try:
+        await _serve(seen, count, done, times, target)
+    finally:
+        for transport in transports:
+            transport.close()
+
+
 async def _serve(seen: dict[int, list[float]], count: int, done: asyncio.Event, times: Any,
                  target: Any) -> None:
     """Answer the writer: for each version it names, the callback times, once all
@@ -223,14 +298,19 @@ class _Target:
         return int(self._requests.get())
 
 
-def _watcher_process(kind: str, url: str, count: int, cache: str | None, ready: Any,
-                     times: Any, target: _Target) -> None:
+def _watcher_process(kind: str, reader: str, url: str, count: int, cache: str | None,
+                     ready: Any, times: Any, target: _Target) -> None:
     import logging
 
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    if kind == "aether":
+    if reader == "raw":
+        token = "" if kind != "aether" else httpx.post(
+            f"{url}/login", json={"username": "admin", "password": PASSWORD}
+        ).json()["access_token"]
+        asyncio.run(_raw_watchers(kind, url, count, ready, times, target, token))
+    elif kind == "aether":
         asyncio.run(_aether_watchers(url, count, cache, ready, times, target))
     else:
         asyncio.run(_etcd_watchers(count, ready, times, target))
@@ -259,6 +339,8 @@ def _put_etcd() -> Any:
     key = _b64(NAME)
 
     def put(seq: int) -> None:
+        if seq == 0:  # start over: a recreated key counts its versions from 1
+            http.post("/v3/kv/deleterange", json={"key": key}).raise_for_status()
         value = _b64(json.dumps({"seq": seq, "payload": "x" * 100}))
         response = http.post("/v3/kv/put", json={"key": key, "value": value})
         response.raise_for_status()
@@ -266,22 +348,27 @@ def _put_etcd() -> Any:
     return put
 
 
-def measure(kind: str, url: str, watchers: int, writes: int, procs: int,
+def measure(kind: str, reader: str, url: str, watchers: int, writes: int, procs: int,
             cache_dir: str | None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    _VERSION[kind] = 1  # put(0) below makes version 1
     ready, times = ctx.Queue(), ctx.Queue()
     put = _put_aether(url) if kind == "aether" else _put_etcd()
-    put(0)  # the config exists before the bindings are made
+    # The config exists before the watchers start; etcd's put(0) recreates the key, so
+    # its version is 1 again.
+    _VERSION[kind] = put(0) or 1
     shares = [watchers // procs + (1 if i < watchers % procs else 0) for i in range(procs)]
     targets = [_Target(ctx) for _ in shares]
     workers = [ctx.Process(target=_watcher_process, daemon=True, args=(
-        kind, url, share, cache_dir, ready, times, target))
+        kind, reader, url, share, cache_dir, ready, times, target))
         for share, target in zip(shares, targets, strict=True) if share]
     for worker in workers:
         worker.start()
+    connecting = time.monotonic()
     for _ in workers:
         ready.get(timeout=600)
+    print(f"[{time.strftime('%H:%M:%S')}] {kind} ({reader}): {watchers} watchers connected "
+          f"in {time.monotonic() - connecting:.1f} s; {writes} writes", file=sys.stderr,
+          flush=True)
     latencies: list[float] = []
     from_send: list[float] = []
     last: list[float] = []
@@ -316,7 +403,8 @@ def measure(kind: str, url: str, watchers: int, writes: int, procs: int,
         if worker.is_alive():
             worker.terminate()
     return {
-        "system": kind, "watchers": watchers, "writes": writes, "procs": len(workers),
+        "system": kind, "reader": reader, "watchers": watchers, "writes": writes,
+        "procs": len(workers),
         "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99),
         "max_ms": max(latencies) if latencies else None,
         "all_watchers_p50_ms": _pct(last, 50), "all_watchers_p99_ms": _pct(last, 99),
@@ -350,21 +438,30 @@ def main() -> None:
     parser.add_argument("--many-writes", type=int, default=200,
                         help="writes with many watchers (each reaches every watcher)")
     parser.add_argument("--procs", type=int, default=1, help="processes for the watchers")
+    parser.add_argument("--readers", default="sdk,raw",
+                        help="watchers to run: sdk (client bindings), raw (socket readers)")
+    parser.add_argument("--skip-one", action="store_true", help="only the many-watcher rows")
     parser.add_argument("--no-etcd", action="store_true")
     args = parser.parse_args()
+    readers = [r for r in args.readers.split(",") if r]
+    if not readers or set(readers) - {"sdk", "raw"}:
+        parser.error("--readers: a comma-separated list of sdk and raw")
 
     rows: list[dict[str, Any]] = []
+    plan = [("many", args.many, args.many_writes)]
+    if not args.skip_one:
+        plan.insert(0, ("one", 1, args.writes))
     with tempfile.TemporaryDirectory(prefix="aether-hot-bench-") as tmp:
-        for label, watchers, writes in (("one", 1, args.writes),
-                                        ("many", args.many, args.many_writes)):
+        for label, watchers, writes in plan:
+            procs = 1 if watchers == 1 else args.procs
             directory = Path(tmp) / f"aether-{label}"
             directory.mkdir()
             proc, url = start_aether(directory)
             try:
-                cache = str(Path(tmp) / "cache") if watchers == 1 else None
-                rows.append(measure("aether", url, watchers, writes,
-                                    1 if watchers == 1 else args.procs, cache))
-                print(json.dumps(rows[-1]), flush=True)
+                for reader in readers:
+                    cache = str(Path(tmp) / "cache") if watchers == 1 else None
+                    rows.append(measure("aether", reader, url, watchers, writes, procs, cache))
+                    print(json.dumps(rows[-1]), flush=True)
             finally:
                 stop(proc)
             if args.no_etcd:
@@ -374,22 +471,23 @@ def main() -> None:
                       f"{ETCD_SCRIPTS}/etcd_up.sh)", flush=True)
                 continue
             try:
-                rows.append(measure("etcd", ETCD_URL, watchers, writes,
-                                    1 if watchers == 1 else args.procs, None))
-                print(json.dumps(rows[-1]), flush=True)
+                for reader in readers:
+                    rows.append(measure("etcd", reader, ETCD_URL, watchers, writes, procs,
+                                        None))
+                    print(json.dumps(rows[-1]), flush=True)
             finally:
                 etcd("stop")
-                _VERSION.pop("etcd", None)
     print(f"\nmachine: nproc={os.cpu_count()}, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| system | watchers | writes | ack→callback p50 / p99 ms | last watcher p50 / p99 "
-          "ms | request sent→callback p50 / p99 ms | callbacks before ack | missing |")
+    print("| system | watchers (reader, processes) | writes | ack→callback p50 / p99 ms | "
+          "last watcher p50 / p99 ms | request sent→callback p50 / p99 ms | "
+          "callbacks before ack | missing |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['system']} | {r['watchers']} | {r['writes']} | {r['p50_ms']} / "
-              f"{r['p99_ms']} | {r['all_watchers_p50_ms']} / {r['all_watchers_p99_ms']} | "
-              f"{r['from_send_p50_ms']} / {r['from_send_p99_ms']} | {r['before_ack']} | "
-              f"{r['missing']} |")
+        print(f"| {r['system']} | {r['watchers']} ({r['reader']}, {r['procs']}) | "
+              f"{r['writes']} | {r['p50_ms']} / {r['p99_ms']} | {r['all_watchers_p50_ms']} / "
+              f"{r['all_watchers_p99_ms']} | {r['from_send_p50_ms']} / "
+              f"{r['from_send_p99_ms']} | {r['before_ack']} | {r['missing']} |")
 
 
 if __name__ == "__main__":
