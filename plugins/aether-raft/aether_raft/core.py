@@ -292,8 +292,11 @@ class RaftCore:
             self._maybe_commit()
         return index
 
-    def propose_conf_change(self, op: ConfChangeOp, node: str) -> int:
-        """One server at a time: refused while an earlier change is uncommitted."""
+    def propose_conf_change(self, op: ConfChangeOp, node: str, address: str | None = None
+                            ) -> int:
+        """One server at a time: refused while an earlier change is uncommitted.
+
+        ``address``: where the node listens, kept in the configuration for everyone."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if self.log.last_conf_index() > self.commit:
@@ -326,7 +329,12 @@ class RaftCore:
                 voters.remove(node)
             else:
                 learners.remove(node)
-        new = ConfState(tuple(voters), tuple(learners))
+        addresses = dict(self.conf.addresses)
+        if op is ConfChangeOp.REMOVE:
+            addresses.pop(node, None)
+        elif address is not None:
+            addresses[node] = address
+        new = ConfState(tuple(voters), tuple(learners), tuple(sorted(addresses.items())))
         index = self._propose(EntryKind.CONF, encode_conf(new))
         self._set_conf(new)
         return index

@@ -6,6 +6,16 @@ thread (``asyncio.to_thread``) so a slow fsync never blocks the event loop, then
 sending, then applying to the kernel's state machine. ``step``/``tick``/``propose``
 happen only in that task between two Readies, which is the core's contract.
 A storage halt (an fsync error) stops the driver: every waiter gets ``Unavailable``.
+
+Every ``snapshot_every`` applied entries the driver snapshots the state machine and
+compacts the log behind it: the store is read between two Readies (nothing applies
+meanwhile, so the snapshot is exactly the state at its index), the snapshot file is
+written and fsync'd and the old segments dropped in the worker thread with the rest of
+the Ready.
+
+Errors that say a command was *certainly not* applied (refused before it was appended,
+or its log slot went to another leader's entry) are :class:`NotApplied`: retrying
+those is safe, which is what lets the transport ride over a leader change.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -22,14 +33,23 @@ from aether_core.commands import Command, encode
 from aether_core.errors import Unavailable
 from aether_core.records import CommitResult
 from aether_core.statemachine import StateMachine
-from aether_raft.core import NotLeader, RaftCore, RaftError
+from aether_raft.core import ConfChangeOp, ConfChangeRejected, NotLeader, RaftCore, RaftError
 from aether_raft.logstore import LogStore, StorageHalted
-from aether_raft.messages import EntryKind, Message
-from aether_raft.node import _chunks, command_of
+from aether_raft.messages import ConfState, EntryKind, Message
+from aether_raft.node import _chunks, command_of, snapshot_of
 
 log = structlog.get_logger("aether.raft")
 
 RECENT_RESULTS = 4096
+
+
+class NotApplied(Unavailable):
+    """The command was certainly not applied (and never will be): safe to retry."""
+
+
+def _not_applied(exc: RaftError) -> NotApplied:
+    return NotApplied(str(exc), leader=exc.leader) if isinstance(exc, NotLeader) \
+        else NotApplied(str(exc))
 
 
 class RaftDriver:
@@ -41,6 +61,8 @@ class RaftDriver:
         send: Callable[[Message], None],
         *,
         tick_seconds: float = 0.05,
+        snapshot_every: int = 0,
+        on_conf: Callable[[ConfState], None] | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -62,6 +84,16 @@ class RaftDriver:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.failure: BaseException | None = None
+        #: 0: never compact automatically.
+        self.snapshot_every = snapshot_every
+        #: Called (in the driver task) whenever the configuration changed.
+        self.on_conf = on_conf
+        self._conf = core.conf
+        self._entries: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
+        #: Counters ``cluster status`` shows.
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self.last_snapshot_seconds = 0.0
 
     # -- public ----------------------------------------------------------------------
 
@@ -86,17 +118,15 @@ class RaftDriver:
 
     async def propose(self, command: Command) -> CommitResult:
         """Order ``command``; returns what applying it did on this node."""
-        self._check()
+        self.check()
         data = encode(command)
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
 
         def request() -> None:  # runs in the driver task, never between ready and advance
             try:
                 index = self.core.propose(data)
-            except NotLeader as exc:
-                future.set_exception(Unavailable(str(exc), leader=exc.leader))
             except RaftError as exc:
-                future.set_exception(Unavailable(str(exc)))
+                future.set_exception(_not_applied(exc))
             else:
                 self._proposals[index] = (self.core.term, future)
 
@@ -109,16 +139,14 @@ class RaftDriver:
 
         Used for writes forwarded by a follower, which waits for the apply itself.
         """
-        self._check()
+        self.check()
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
         def request() -> None:
             try:
                 index = self.core.propose(data)
-            except NotLeader as exc:
-                future.set_exception(Unavailable(str(exc), leader=exc.leader))
             except RaftError as exc:
-                future.set_exception(Unavailable(str(exc)))
+                future.set_exception(_not_applied(exc))
             else:
                 future.set_result((index, self.core.term))
 
@@ -128,22 +156,92 @@ class RaftDriver:
 
     async def wait_applied(self, index: int, term: int) -> CommitResult:
         """The result of applying the entry (index, term) here, once it is applied."""
-        self._check()
+        self.check()
         if self.core.applied >= index:
             recent = self._recent.get(index)
             if recent is not None and recent[0] == term:
                 return recent[1]
-            raise Unavailable("the write's fate is unknown (applied before its "
-                              "acknowledgement arrived, and no longer remembered)"
-                              if recent is None else
-                              "leadership changed; the write was not applied")
+            if recent is None:
+                raise Unavailable("the write's fate is unknown (applied before its "
+                                  "acknowledgement arrived, and no longer remembered)")
+            raise NotApplied("leadership changed; the write was not applied")
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
         self._awaited.setdefault(index, []).append((term, future))
         return await future
 
+    async def change_membership(self, op: ConfChangeOp, node: str,
+                                address: str | None = None) -> None:
+        """As the leader, propose one membership change; returns once it is applied here.
+
+        :raises ConfChangeRejected: not allowed now (another change pending, …).
+        :raises NotApplied: this node is not the leader (any more).
+        """
+        self.check()
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                index = self.core.propose_conf_change(op, node, address)
+            except ConfChangeRejected as exc:
+                future.set_exception(exc)
+            except RaftError as exc:
+                future.set_exception(_not_applied(exc))
+            else:
+                future.set_result((index, self.core.term))
+
+        self._requests.append(request)
+        self._wake.set()
+        index, term = await future
+        await self.wait_entry(index, term)
+
+    async def transfer_leadership(self, target: str) -> None:
+        """As the leader, hand leadership to ``target`` (it happens a little later)."""
+        self.check()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                self.core.transfer_leadership(target)
+            except ConfChangeRejected as exc:
+                future.set_exception(exc)
+            except RaftError as exc:
+                future.set_exception(_not_applied(exc))
+            else:
+                future.set_result(None)
+
+        self._requests.append(request)
+        self._wake.set()
+        await future
+
+    async def wait_entry(self, index: int, term: int) -> None:
+        """Until the entry (index, term) is applied here; :class:`NotApplied` if another
+        entry took its slot."""
+        self.check()
+        if self.core.applied >= index:
+            if self.core.log.term(index) not in (term, None):
+                raise NotApplied("leadership changed; the change was not applied")
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._entries.setdefault(index, []).append((term, future))
+        await future
+
+    def status(self) -> dict[str, Any]:
+        """Counters and sizes for ``cluster status``."""
+        core = self.core
+        return {
+            "voters": list(core.conf.voters),
+            "learners": list(core.conf.learners),
+            "last_index": core.log.last_index(),
+            "snapshot_index": core.log.snapshot.index,
+            "snapshot_every": self.snapshot_every,
+            "snapshots_taken": self.snapshots_taken,
+            "snapshots_installed": self.snapshots_installed,
+            "last_snapshot_seconds": round(self.last_snapshot_seconds, 4),
+        }
+
     async def read_barrier(self) -> None:
         """Linearizable: ReadIndex, then wait until this node applied that index."""
-        self._check()
+        self.check()
         self._ctx += 1
         ctx = self._ctx
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -152,7 +250,7 @@ class RaftDriver:
             try:
                 self.core.read_index(ctx)
             except RaftError as exc:
-                future.set_exception(Unavailable(str(exc)))
+                future.set_exception(_not_applied(exc))
             else:
                 self._reads[ctx] = future
 
@@ -166,7 +264,7 @@ class RaftDriver:
 
     # -- the loop --------------------------------------------------------------------
 
-    def _check(self) -> None:
+    def check(self) -> None:
         if self.failure is not None:
             raise Unavailable(f"the raft node stopped: {self.failure}")
 
@@ -192,6 +290,10 @@ class RaftDriver:
                     request()
                 while self.core.has_ready():
                     await self._handle_ready()
+                if (self.snapshot_every
+                        and self.core.applied - self.core.log.snapshot.index
+                        >= self.snapshot_every):
+                    await self._compact()
         except StorageHalted as exc:
             log.error("raft.storage_halted", error=str(exc))
             self.failure = exc
@@ -200,6 +302,23 @@ class RaftDriver:
             log.exception("raft.driver_failed")
             self.failure = exc
             self._fail_all(Unavailable(f"the raft node stopped: {exc!r}"))
+
+    async def _compact(self) -> None:
+        """Snapshot the state machine at its applied index and compact the log to it.
+
+        Runs in the driver task between Readies, so no entry is applied while the store
+        is read; the file write (fsync) happens in the next Ready's worker thread."""
+        started = time.monotonic()
+        index, data = await snapshot_of(self.state_machine.storage)
+        if not self.core.log.snapshot.index < index <= self.core.applied:
+            return  # the store is behind the log (it cannot be ahead): try again later
+        self.core.compact(index, data)
+        while self.core.has_ready():
+            await self._handle_ready()
+        self.snapshots_taken += 1
+        self.last_snapshot_seconds = time.monotonic() - started
+        log.info("raft.compacted", index=index, bytes=len(data),
+                 seconds=round(self.last_snapshot_seconds, 3))
 
     async def _handle_ready(self) -> None:
         core = self.core
@@ -211,6 +330,14 @@ class RaftDriver:
             self.send(message)
         if rd.snapshot is not None and rd.restore:
             await self.state_machine.storage.restore(_chunks(rd.snapshot.data))
+            self.snapshots_installed += 1
+            log.info("raft.snapshot_installed", index=rd.snapshot.meta.index,
+                     bytes=len(rd.snapshot.data))
+            for index in [i for i in self._entries if i <= rd.snapshot.meta.index]:
+                for _, entry_waiter in self._entries.pop(index):
+                    if not entry_waiter.done():
+                        entry_waiter.set_exception(Unavailable(
+                            "the change's fate is unknown (this node caught up by snapshot)"))
             for index in [i for i in self._awaited if i <= rd.snapshot.meta.index]:
                 for _, awaiting in self._awaited.pop(index):
                     if not awaiting.done():
@@ -229,7 +356,15 @@ class RaftDriver:
                     awaiting.set_result(result)
                 else:
                     awaiting.set_exception(
-                        Unavailable("leadership changed; the write was not applied"))
+                        NotApplied("leadership changed; the write was not applied"))
+            for term, entry_waiter in self._entries.pop(entry.index, []):
+                if entry_waiter.done():
+                    continue
+                if term == entry.term:
+                    entry_waiter.set_result(None)
+                else:
+                    entry_waiter.set_exception(
+                        NotApplied("leadership changed; the change was not applied"))
             waiting = self._proposals.pop(entry.index, None)
             if waiting is not None and not waiting[1].done():
                 term, proposal = waiting
@@ -237,14 +372,14 @@ class RaftDriver:
                     proposal.set_result(result)
                 else:
                     proposal.set_exception(
-                        Unavailable("leadership changed; the write was not applied")
+                        NotApplied("leadership changed; the write was not applied")
                     )
         for read in rd.reads:
             if (reading := self._reads.pop(read.ctx, None)) is not None and not reading.done():
                 reading.set_result(read.index)
         for ctx in rd.dropped_reads:
             if (dropped := self._reads.pop(ctx, None)) is not None and not dropped.done():
-                dropped.set_exception(Unavailable("leadership changed during a read"))
+                dropped.set_exception(NotApplied("leadership changed during a read"))
         core.advance(rd)
         still: list[tuple[int, asyncio.Future[None]]] = []
         for index, applied in self._read_waiters:
@@ -254,6 +389,10 @@ class RaftDriver:
             else:
                 still.append((index, applied))
         self._read_waiters = still
+        if core.conf != self._conf:
+            self._conf = core.conf
+            if self.on_conf is not None:
+                self.on_conf(core.conf)
 
     def _fail_all(self, error: Unavailable) -> None:
         for _, future in self._proposals.values():
@@ -269,6 +408,11 @@ class RaftDriver:
             for _, awaiting in waiters:
                 if not awaiting.done():
                     awaiting.set_exception(error)
+        for entry_waiters in self._entries.values():
+            for _, entry_waiter in entry_waiters:
+                if not entry_waiter.done():
+                    entry_waiter.set_exception(error)
+        self._entries.clear()
         self._proposals.clear()
         self._awaited.clear()
         self._reads.clear()

@@ -1,10 +1,13 @@
-"""Writes a follower forwards to the leader, on the same peer connections as Raft.
+"""Writes (and membership operations) a follower forwards to the leader, on the same
+peer connections as Raft.
 
 They share the wire's tagged union with the Raft messages (same ``t`` tag field), but
 never reach the core: the transport handles them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
@@ -31,7 +34,29 @@ class ForwardReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag
     leader: str | None = None
 
 
-PeerFrame = Message | Forward | ForwardReply
+class ClusterOp(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="op"):
+    """A membership operation (``add``, ``remove``, ``transfer``) for the leader to run."""
+
+    src: str
+    dst: str
+    id: int
+    op: str
+    node: str = ""
+    address: str = ""
+
+
+class ClusterOpReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="op_resp"):
+    """What the operation did (``result``) or why not: an HTTP ``status`` and ``detail``."""
+
+    src: str
+    dst: str
+    id: int
+    status: int = 200
+    detail: str = ""
+    result: dict[str, Any] = {}
+
+
+PeerFrame = Message | Forward | ForwardReply | ClusterOp | ClusterOpReply
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(PeerFrame)

@@ -30,6 +30,10 @@ class ConfState(msgspec.Struct, frozen=True, array_like=True):
 
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
+    #: ``(name, "host:port")`` of members added at run time (``aether cluster add``), so
+    #: every node, and any later leader, can reach them; the founders' addresses come
+    #: from each node's manifest. Last and defaulted: older encodings still decode.
+    addresses: tuple[tuple[str, str], ...] = ()
 
     def members(self) -> tuple[str, ...]:
         return self.voters + self.learners

@@ -7,6 +7,13 @@ reading from the node it wrote to sees its write. While no leader is known a pro
 waits (bounded) for one, then fails with ``Unavailable`` (503). Reads are linearizable
 through ReadIndex (a follower asks the leader for the commit index, then waits until
 it applied it), so any node serves them.
+
+A write or read that failed *certainly without effect* because leadership moved (the
+leader refused it, or another leader's entry took its log slot) is retried against the
+new leader within the same ``leader_wait_ms``; only an outcome that is unknown (a
+forwarded write whose answer was lost) reaches the client as 503. A leader that stops
+gracefully hands leadership to the most up-to-date voter first. Together these make a
+rolling restart invisible to clients (docs/raft.md, "Operations").
 """
 
 from __future__ import annotations
@@ -22,16 +29,17 @@ import structlog
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from aether_core.commands import Command, encode
-from aether_core.errors import Unavailable
+from aether_core.errors import AetherError, Unavailable
 from aether_core.providers import NodeInfo
 from aether_core.records import CommitResult
 from aether_core.statemachine import StateMachine
 from aether_core.transport.base import LeaderInfo, Transport, TransportSettings
 from aether_raft import tls as peer_tls
-from aether_raft.core import RaftConfig
-from aether_raft.driver import RaftDriver
-from aether_raft.forward import Forward, ForwardReply, PeerFrame
+from aether_raft.core import RaftConfig, Role
+from aether_raft.driver import NotApplied, RaftDriver
+from aether_raft.forward import ClusterOp, ClusterOpReply, Forward, ForwardReply, PeerFrame
 from aether_raft.logstore import LogStore
+from aether_raft.members import ERRORS, ClusterOps, MemberNetwork, MembershipConflict
 from aether_raft.messages import ConfState, Message
 from aether_raft.network import PeerNetwork, split_address
 from aether_raft.node import RaftNode
@@ -39,6 +47,8 @@ from aether_raft.node import RaftNode
 log = structlog.get_logger("aether.raft")
 
 FORWARD_SECONDS = 10.0
+#: How long ``cluster add`` waits for a new learner to catch up before promoting it.
+CATCH_UP_SECONDS = 60.0
 
 
 class RaftSettings(TransportSettings):
@@ -153,10 +163,14 @@ class RaftTransport(Transport):
         self.data_dir = Path(node.data_dir) / "raft"
         if node.name in settings.peers:
             raise ValueError(f"[transport] peers lists this node ({node.name!r}) itself")
+        if settings.join and not settings.peers:
+            raise ValueError("[transport] join = true needs peers: the members to join")
         self.driver: RaftDriver | None = None
         self.network: PeerNetwork | None = None
         self._store: LogStore | None = None
         self._forwards: dict[int, asyncio.Future[ForwardReply]] = {}
+        self._ops: dict[int, asyncio.Future[ClusterOpReply]] = {}
+        self.cluster_ops: ClusterOps | None = None
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._leader_wait = settings.leader_wait_ms / 1000
@@ -171,20 +185,28 @@ class RaftTransport(Transport):
         self._store = LogStore(str(self.data_dir))
         ticks = max(3, s.election_timeout_ms // s.heartbeat_interval_ms)
         config = RaftConfig(election_ticks=ticks, heartbeat_ticks=1)
-        # Every founder writes the same bootstrap configuration: all names, sorted.
-        founders = ConfState(tuple(sorted({self.node_name, *s.peers})))
+        # Every founder writes the same bootstrap configuration: all names, sorted. A
+        # joining node writes none: it waits for the leader's log (or snapshot).
+        founders = None if s.join else ConfState(tuple(sorted({self.node_name, *s.peers})))
         raft = RaftNode(self.node_name, self._store, state_machine, self._send,
                         rng=random.Random(), config=config)
         await raft.start(founders)
         self.driver = RaftDriver(raft.core, self._store, state_machine, self._send,
-                                 tick_seconds=s.heartbeat_interval_ms / 1000)
-        if s.peers:
+                                 tick_seconds=s.heartbeat_interval_ms / 1000,
+                                 snapshot_every=s.snapshot_every, on_conf=self._conf_changed)
+        self.cluster_ops = ClusterOps(
+            self.driver, leader_wait=self._leader_wait, catch_up_wait=CATCH_UP_SECONDS,
+            transfer_wait=4 * s.election_timeout_ms / 1000, peers=s.peers)
+        # With a secret (or TLS) but no peers, a one-node cluster still listens, so that
+        # `aether cluster add` can grow it.
+        if s.peers or s.cluster_secret is not None or s.tls is not None:
             secret = s.cluster_secret
-            self.network = PeerNetwork(
+            self.network = MemberNetwork(
                 self.node_name, s.listen, s.peers,
                 None if secret is None else secret.get_secret_value().encode(), self._receive,
                 tls=None if s.tls is None else peer_tls.load(*s.tls), queue_size=s.send_queue)
             await self.network.start()
+            self._conf_changed(raft.core.conf)
         self.driver.start()
         log.info("raft.started", node=self.node_name, peers=sorted(s.peers),
                  listen=s.listen if s.peers else None, term=raft.core.term)
@@ -193,6 +215,15 @@ class RaftTransport(Transport):
         if self.network is not None:
             self.network.send(message)
 
+    def _conf_changed(self, conf: ConfState) -> None:
+        """Connect to the members of ``conf`` (the manifest's peers until a joining node
+        has learnt the configuration)."""
+        if not isinstance(self.network, MemberNetwork) or not conf.members():
+            return
+        known = {**self.settings.peers, **dict(conf.addresses)}
+        self.network.set_peers({m: known[m] for m in conf.members()
+                                if m != self.node_name and m in known})
+
     def _driver(self) -> RaftDriver:
         if self.driver is None:
             raise Unavailable("the raft transport is not started")
@@ -200,18 +231,29 @@ class RaftTransport(Transport):
 
     async def propose(self, command: Command) -> CommitResult:
         driver = self._driver()
-        leader = await self._await_leader()
-        if leader == self.node_name:
-            return await driver.propose(command)
-        return await self._forward(leader, encode(command))
+        deadline = asyncio.get_running_loop().time() + self._leader_wait
+        while True:
+            leader = await self._await_leader()
+            try:
+                if leader == self.node_name:
+                    return await driver.propose(command)
+                return await self._forward(leader, encode(command))
+            except NotApplied:
+                # Certainly not applied (leadership moved): the next leader may take it.
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await self._pause()
+
+    async def _pause(self) -> None:
+        await asyncio.sleep(self.settings.heartbeat_interval_ms / 2000)
 
     async def _await_leader(self) -> str:
         driver = self._driver()
         try:
             async with asyncio.timeout(self._leader_wait):
                 while driver.core.leader is None:
-                    driver._check()
-                    await asyncio.sleep(self.settings.heartbeat_interval_ms / 2000)
+                    driver.check()
+                    await self._pause()
         except TimeoutError:
             raise Unavailable("no raft leader is known; retry shortly") from None
         leader = driver.core.leader
@@ -236,8 +278,9 @@ class RaftTransport(Transport):
         finally:
             self._forwards.pop(request_id, None)
         if answer.error is not None:
-            raise Unavailable(f"the leader refused a forwarded write: {answer.error}",
-                              leader=answer.leader)
+            # The leader appended nothing: safe to retry with whoever leads next.
+            raise NotApplied(f"the leader refused a forwarded write: {answer.error}",
+                             leader=answer.leader)
         try:
             async with asyncio.timeout(FORWARD_SECONDS):
                 return await driver.wait_applied(answer.index, answer.term)
@@ -253,6 +296,12 @@ class RaftTransport(Transport):
             waiting = self._forwards.get(message.id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
+        elif isinstance(message, ClusterOp):
+            self._spawn(self._serve_op(message))
+        elif isinstance(message, ClusterOpReply):
+            op_waiting = self._ops.get(message.id)
+            if op_waiting is not None and not op_waiting.done():
+                op_waiting.set_result(message)
         elif self.driver is not None:
             self.driver.deliver(message)
 
@@ -274,8 +323,77 @@ class RaftTransport(Transport):
         task.add_done_callback(self._tasks.discard)
 
     async def read_barrier(self) -> None:
-        await self._await_leader()
-        await self._driver().read_barrier()
+        deadline = asyncio.get_running_loop().time() + self._leader_wait
+        while True:
+            await self._await_leader()
+            try:
+                await self._driver().read_barrier()
+                return
+            except NotApplied:  # the leader changed under the read: ask the next one
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await self._pause()
+
+    # -- membership ----------------------------------------------------------------------
+
+    async def cluster_op(self, op: str, node: str = "", address: str = "") -> dict[str, Any]:
+        """``add`` / ``remove`` / ``transfer``, run by the leader (forwarded from here if
+        this node is a follower). Errors are the API's: 400, 404, 409, 503."""
+        self._driver()
+        if self.cluster_ops is None or self.network is None:
+            raise MembershipConflict("this node was started without a peer network "
+                                      "(set listen and cluster_secret or TLS, and restart)")
+        deadline = asyncio.get_running_loop().time() + self._leader_wait
+        while True:
+            leader = await self._await_leader()
+            try:
+                if leader == self.node_name:
+                    return await self.cluster_ops.run(op, node, address)
+                return await self._forward_op(leader, op, node, address)
+            except NotApplied:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await self._pause()
+
+    async def _forward_op(self, leader: str, op: str, node: str, address: str
+                          ) -> dict[str, Any]:
+        assert self.network is not None
+        self._next_id += 1
+        request_id = self._next_id
+        reply: asyncio.Future[ClusterOpReply] = asyncio.get_running_loop().create_future()
+        self._ops[request_id] = reply
+        self.network.send(ClusterOp(src=self.node_name, dst=leader, id=request_id, op=op,
+                                    node=node, address=address))
+        seconds = CATCH_UP_SECONDS + self._leader_wait + FORWARD_SECONDS
+        try:
+            async with asyncio.timeout(seconds):
+                answer = await reply
+        except TimeoutError:
+            raise Unavailable(f"the leader {leader} did not answer a forwarded cluster "
+                              f"operation in {seconds:g} s; check `cluster status`") from None
+        finally:
+            self._ops.pop(request_id, None)
+        if answer.status == 200:
+            return answer.result
+        if answer.status == 421:  # it is no longer the leader: nothing was done
+            raise NotApplied(answer.detail)
+        raise ERRORS.get(answer.status, Unavailable)(answer.detail)
+
+    async def _serve_op(self, request: ClusterOp) -> None:
+        reply = ClusterOpReply(src=self.node_name, dst=request.src, id=request.id)
+        try:
+            if self.cluster_ops is None or self.driver is None \
+                    or self.driver.core.leader != self.node_name:
+                raise NotApplied(f"{self.node_name} is not the leader")
+            result = await self.cluster_ops.run(request.op, request.node, request.address)
+        except NotApplied as exc:
+            reply = msgspec.structs.replace(reply, status=421, detail=exc.detail)
+        except AetherError as exc:
+            reply = msgspec.structs.replace(reply, status=exc.status, detail=exc.detail)
+        else:
+            reply = msgspec.structs.replace(reply, result=result)
+        if self.network is not None:
+            self.network.send(reply)
 
     def leader(self) -> LeaderInfo:
         if self.driver is None:
@@ -297,6 +415,7 @@ class RaftTransport(Transport):
         if self.driver is None:
             return {"node": self.node_name, "started": False}
         core = self.driver.core
+        peers = self.network.peers if self.network is not None else self.settings.peers
         return {
             "node": self.node_name,
             "role": core.role.value,
@@ -304,18 +423,43 @@ class RaftTransport(Transport):
             "leader": core.leader,
             "commit": core.commit,
             "applied": core.applied,
+            **self.driver.status(),
             "peers": {name: {"address": address,
                              "connected": self.network is not None
-                             and name in self.network.connected}
-                      for name, address in sorted(self.settings.peers.items())},
+                             and name in self.network.connected,
+                             # On the leader: how far each member's log matches.
+                             **({"match": core.progress[name].match}
+                                if name in core.progress else {})}
+                      for name, address in sorted(peers.items())},
         }
 
+    async def _hand_over(self) -> None:
+        """A leader that stops hands leadership to the most up-to-date voter first, so
+        the cluster does not wait an election timeout (and no request fails meanwhile)."""
+        if self.driver is None or self.cluster_ops is None or self.driver.failure is not None:
+            return
+        core = self.driver.core
+        if core.role is not Role.LEADER or (target := self.cluster_ops.best_successor()) is None:
+            return
+        if self.network is None or target not in self.network.connected:
+            return  # it would not hear us: the others elect a leader without our help
+        try:
+            await self.cluster_ops.transfer(target)
+        except AetherError as exc:
+            log.warning("raft.hand_over_failed", target=target, error=exc.detail)
+        else:
+            log.info("raft.handed_over", to=core.leader, term=core.term)
+
     async def close(self) -> None:
+        await self._hand_over()
         for task in list(self._tasks):
             task.cancel()
         for waiting in self._forwards.values():
             if not waiting.done():
                 waiting.set_exception(Unavailable("the raft node is stopping"))
+        for op_waiting in self._ops.values():
+            if not op_waiting.done():
+                op_waiting.set_exception(Unavailable("the raft node is stopping"))
         if self.driver is not None:
             await self.driver.close()
         if self.network is not None:

@@ -4,146 +4,26 @@ the admin API: replication, kill -9 of the leader, restart and catch-up."""
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from raft_cluster_harness import PASSWORD, Cluster, Member, aether, until
 
-PASSWORD = "raft-e2e-admin-password"
-SIGNING_KEY = "raft-e2e-signing-key-0123456789abcdef0123"
-CLUSTER_SECRET = "raft-e2e-cluster-secret-0123456789"
 NAMES = ("node-1", "node-2", "node-3")
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _aether() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    assert which, "the aether command is not installed (pip install -e .)"
-    return which
-
-
-def _until(what: str, check: Callable[[], Any], seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except httpx.TransportError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    pytest.fail(f"{what} within {seconds:g} s (last: {last!r})")
-
-
-class Member:
-    def __init__(self, root: Path, name: str, api: int, raft: dict[str, int]) -> None:
-        self.name = name
-        self.dir = root / name
-        self.dir.mkdir()
-        self.url = f"http://127.0.0.1:{api}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = self.dir / "out.log"
-        peers = ", ".join(f'"{n}" = "127.0.0.1:{p}"' for n, p in raft.items() if n != name)
-        (self.dir / "aether.toml").write_text(f"""
-[node]
-name = "{name}"
-data_dir = "data"
-
-[storage]
-use = "sqlite"
-
-[transport]
-use = "raft"
-listen = "127.0.0.1:{raft[name]}"
-peers = {{ {peers} }}
-cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
-election_timeout_ms = 1000
-heartbeat_interval_ms = 100
-leader_wait_ms = 30000
-
-[auth]
-use = "jwt"
-signing_key = "${{env:AETHER_SIGNING_KEY}}"
-token_ttl = 600
-
-[[services]]
-use = "admin"
-listen = "127.0.0.1:{api}"
-""")
-
-    def start(self) -> None:
-        env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
-               "AETHER_SIGNING_KEY": SIGNING_KEY, "AETHER_CLUSTER_SECRET": CLUSTER_SECRET}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [_aether(), "up", "-m", "aether.toml", "--log-format", "json"],
-                cwd=self.dir, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def ready(self) -> dict[str, Any] | None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            pytest.fail(f"{self.name} exited: {self.output()[-3000:]}")
-        response = httpx.get(f"{self.url}/ready", timeout=2)
-        body: dict[str, Any] = response.json()
-        return body if response.status_code == 200 and body.get("leader") else None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[str, Member]]:
-    ports = _free_ports(6)
-    raft = dict(zip(NAMES, ports[:3], strict=True))
-    members = {n: Member(tmp_path, n, api, raft)
-               for n, api in zip(NAMES, ports[3:], strict=True)}
-    for m in members.values():
-        m.start()
+    group = Cluster(tmp_path, 3)
+    group.start()
     try:
-        yield members
+        yield group.members
     finally:
-        for m in members.values():
-            m.stop()
-        outputs = "".join(m.output() for m in members.values())
-        assert CLUSTER_SECRET not in outputs and PASSWORD not in outputs
-        assert "Traceback" not in outputs, outputs[-5000:]
+        group.stop_all()
 
 
 def _login(url: str) -> dict[str, str]:
@@ -152,7 +32,7 @@ def _login(url: str) -> dict[str, str]:
                        timeout=10)
         return r.json()["access_token"] if r.status_code == 200 else None
 
-    token = _until(f"login on {url}", attempt, 30)
+    token = until(f"login on {url}", attempt, 30)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -165,8 +45,8 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
     cluster: dict[str, Member],
 ) -> None:
     for m in cluster.values():
-        _until(f"{m.name} ready with a leader", m.ready, 40)
-    leader = _until("one leader agreed on by all",
+        until(f"{m.name} ready with a leader", m.ready, 40)
+    leader = until("one leader agreed on by all",
                     lambda: len({m.ready()["leader"] for m in cluster.values()  # type: ignore[index]
                                  }) == 1 and cluster["node-1"].ready()["leader"], 20)  # type: ignore[index]
     first = cluster[leader]
@@ -185,7 +65,7 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
     assert set(view["peers"]) == set(NAMES) - {leader}
     assert httpx.get(f"{first.url}/cluster", timeout=10).status_code == 401
     shown = subprocess.run(
-        [_aether(), "cluster", "status", "--url", first.url], cwd=first.dir, timeout=60,
+        [aether(), "cluster", "status", "--url", first.url], cwd=first.dir, timeout=60,
         env={**os.environ, "AETHER_TOKEN": auth["Authorization"].split()[1]},
         capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
@@ -201,7 +81,7 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
         return names.pop() if len(names) == 1 and all(seen.values()) and \
             leader not in names else None
 
-    second = cluster[_until("a new leader", new_leader, 30)]
+    second = cluster[until("a new leader", new_leader, 30)]
     follower = next(m for m in survivors if m is not second)
 
     def write_through_follower() -> httpx.Response | None:
@@ -209,14 +89,14 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
                       json={"value": {"port": 6543}})
         return r if r.status_code == 200 else None
 
-    written = _until("a write forwarded by a follower", write_through_follower, 20)
+    written = until("a write forwarded by a follower", write_through_follower, 20)
     assert written.json()["version"] == 2
     assert _value(second.url, auth, "billing/db")["value"] == {"port": 6543}
 
     # The killed node restarts from its log and catches up.
     first.start()
-    _until(f"{first.name} ready again", first.ready, 40)
-    caught_up = _until(f"{first.name} caught up", lambda: (
+    until(f"{first.name} ready again", first.ready, 40)
+    caught_up = until(f"{first.name} caught up", lambda: (
         (v := _value(first.url, auth, "billing/db")) is not None and v["version"] == 2 and v),
         30)
     assert caught_up["value"] == {"port": 6543}
