@@ -1,6 +1,7 @@
-"""The canary: secrets with known marker values go through every operation on every
-storage backend; then every byte of each backend's raw storage, the change events, the
-export and the logs are scanned — 0 plaintext hits.
+"""The canary: secrets — whole ones, and the ``SecretStr`` fields of a typed config —
+with known marker values go through every operation on every storage backend; then
+every byte of each backend's raw storage, the change events, the export and the logs
+are scanned — 0 plaintext hits.
 
 Needs the real services: Postgres and Redis on 127.0.0.1 (``scripts/services.sh``) and
 moto's S3 server, which this test starts on a free port.
@@ -31,7 +32,13 @@ from aether_core.secrets.manager import SecretManager
 from aether_core.secrets.rotation import KeyRotator
 from aether_core.storage.base import Storage
 
-MARKERS = [f"canary-{uuid.uuid4().hex}" for _ in range(4)]
+MARKERS = [f"canary-{uuid.uuid4().hex}" for _ in range(6)]
+#: A typed config whose secret fields carry markers 5 and 6 (SecretStr renders as a
+#: write-only password string).
+FIELD_SCHEMA = {"type": "object", "properties": {
+    "host": {"type": "string"},
+    "password": {"type": "string", "format": "password", "writeOnly": True},
+}}
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HOW_TO_START = "start Postgres and Redis with scripts/services.sh (or ./dev test)"
@@ -193,9 +200,13 @@ async def test_no_plaintext_anywhere(backend: tuple[Storage, RawScan], tmp_path:
                                      logs: list[dict[str, Any]],
                                      capfd: pytest.CaptureFixture[str]) -> None:
     storage, scan = backend
-    a, b, c, d = MARKERS
+    a, b, c, d, e, f = MARKERS
     async with ConfigManager(storage) as config:
         secrets = SecretManager(config, LocalKeyProvider(tmp_path / "secrets.keys"))
+        await config.put_schema("typed", FIELD_SCHEMA, bind=["typed/"])
+        await config.put("typed/svc", {"host": "db1", "password": e})
+        await config.put("typed/svc", {"host": "db2", "password": f})
+        await config.rollback("typed/svc", 1)
         await secrets.put("app/db", a)
         await secrets.put("app/api", {"token": b})
         await secrets.stage("app/db", c)
@@ -203,9 +214,13 @@ async def test_no_plaintext_anywhere(backend: tuple[Storage, RawScan], tmp_path:
         await secrets.rollback("app/db")
         await secrets.put("app/old", d)
         await secrets.delete("app/old")
+        assert (await config.diff("typed/svc", 2, 3))["secret_fields"] == {
+            "/password": "changed"}
         await KeyRotator(secrets, batch=2).rotate()
         assert (await secrets.reveal("app/db")).value == a
         assert (await secrets.reveal("app/db", "previous")).value == c
+        assert (await config.reveal("typed/svc")).value == {"host": "db1", "password": e}
+        assert (await config.get("typed/svc")).meta["sealed"]["key_version"] != "1"
         events = [msgspec.json.encode(ChangeEvent.from_record(r))
                   for r in await config.storage.changes(0)]
         exported = b"".join([chunk async for chunk in config.export()])
