@@ -358,3 +358,148 @@ class Proxy:
         with contextlib.suppress(Exception):
             self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class OutageWriter(threading.Thread):
+    """Compare-and-set writes of one config through HTTP until stopped; records what was
+    acknowledged, every status and the slowest answer."""
+
+    def __init__(self, url: str, headers: dict[str, str], name: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers, self.name = url, headers, name
+        self.version = 1
+        self.acked: dict[int, Any] = {}
+        self.statuses: list[int] = []
+        self.problems: list[httpx.Response] = []
+        self.slowest = 0.0
+        self.acked_after_restore = 0
+        self.restored = threading.Event()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(headers=self.headers, timeout=30) as client:
+            n = 0
+            while not self.halt.is_set():
+                n += 1
+                value = {"n": n}
+                started = time.monotonic()
+                try:
+                    response = client.put(f"{self.url}/configs/{self.name}",
+                                          json={"value": value},
+                                          headers={"If-Match": f'"{self.version}"'})
+                finally:
+                    self.slowest = max(self.slowest, time.monotonic() - started)
+                self.statuses.append(response.status_code)
+                if response.status_code == 200:
+                    self.version += 1
+                    self.acked[self.version] = value
+                    self.acked_after_restore += self.restored.is_set()
+                elif response.status_code == 412:  # a write answered 503 did land after all
+                    head = client.get(f"{self.url}/configs/{self.name}")
+                    if head.status_code == 200:
+                        self.version = head.json()["version"]
+                else:
+                    self.problems.append(response)
+                    self.halt.wait(0.05)
+
+
+def outage_under_write_load(node: Node, cut: Any, restore: Any, *, writers: int = 4,
+                            down_for: float = 3.0, max_answer: float = 10.0
+                            ) -> list[OutageWriter]:
+    """The outage scenario every shared backend must pass, through a running node:
+    ``writers`` threads keep doing compare-and-set PUTs (each on a config of its own)
+    and a watcher follows over SSE; ``cut()`` takes the database away for ``down_for``
+    seconds, ``restore()`` brings it back. Asserts: the node stays up; every failed write
+    is a 503 problem+json; no answer takes longer than ``max_answer`` seconds; writes
+    resume; every acknowledged version reads back as written; the watcher (resuming from
+    its last revision if its stream ended) sees every version of every config once, in
+    revision order, with no gap."""
+    auth = node.headers()
+    names = [f"load/{i}" for i in range(writers)]
+    for name in names:
+        assert httpx.post(f"{node.url}/configs", headers=auth, timeout=10, json={
+            "name": name, "value": {"n": 0}}).status_code == 201
+    watcher = Watcher(node.url, auth, 0)
+    load = [OutageWriter(node.url, auth, name) for name in names]
+    for writer in load:
+        writer.start()
+
+    def acked() -> int:
+        return min(len(w.acked) for w in load)
+
+    def resumed() -> int:
+        return min(w.acked_after_restore for w in load)
+
+    try:
+        deadline = time.monotonic() + 15
+        while acked() < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert acked() >= 3, f"no write load before the outage: {load[0].statuses}"
+        cut()
+        time.sleep(down_for)
+        restore()
+        for writer in load:
+            writer.restored.set()
+        deadline = time.monotonic() + 30
+        while resumed() < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for writer in load:
+            writer.halt.set()
+        for writer in load:
+            writer.join(max_answer + 20)
+    assert not any(w.is_alive() for w in load), "a request hung"
+    assert node.proc is not None and node.proc.poll() is None, "the node crashed"
+    problems = [p for w in load for p in w.problems]
+    assert problems, f"no write failed during the outage: {load[0].statuses}"
+    for failed in problems:
+        assert failed.status_code == 503, failed.text
+        assert failed.headers["content-type"].startswith("application/problem+json")
+        assert failed.json()["status"] == 503
+    slowest = max(w.slowest for w in load)
+    assert slowest < max_answer, f"an answer took {slowest:.1f} s"
+    assert resumed() >= 3, f"writes did not resume after the outage: {load[0].statuses[-20:]}"
+
+    # No acknowledged write lost: every acknowledged version reads back as written.
+    final: dict[str, int] = {}
+    with httpx.Client(base_url=node.url, headers=auth, timeout=10) as client:
+        for writer in load:
+            for version, value in writer.acked.items():
+                got = client.get(f"/configs/{writer.name}?version={version}")
+                assert got.status_code == 200 and got.json()["value"] == value, \
+                    (writer.name, version)
+            final[writer.name] = client.get(f"/configs/{writer.name}").json()["version"]
+
+    # The events of these configs in the order received, over the first stream and
+    # (whether or not it ended in the outage) one resumed from its last revision.
+    seen: list[dict[str, Any]] = []
+
+    def drain(source: Watcher) -> None:
+        while not source.events.empty():
+            event = source.events.get()
+            if event.get("name") in final:
+                seen.append(event)
+
+    def complete() -> bool:
+        got = {name: 0 for name in final}
+        for event in seen:
+            got[event["name"]] = event["version"]
+        return got == final
+
+    time.sleep(1)
+    drain(watcher)
+    watcher.close()
+    tail = Watcher(node.url, auth, seen[-1]["revision"] if seen else 0)
+    try:
+        deadline = time.monotonic() + 15
+        while not complete() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            drain(tail)
+    finally:
+        tail.close()
+    revisions = [e["revision"] for e in seen]
+    assert revisions == sorted(set(revisions)), "watch events repeated or out of order"
+    for name, top in final.items():
+        assert [e["version"] for e in seen if e["name"] == name] == list(range(1, top + 1)), \
+            name
+    return load

@@ -3,13 +3,15 @@ schema, one Redis key prefix, one S3 bucket prefix (moto over real HTTP).
 
 A write through node A is read, and watched over SSE, through node B; concurrent
 compare-and-set through both nodes lets exactly one writer win each version; an export
-from a SQLite node imports into the shared backend with history and revisions intact."""
+from a SQLite node imports into the shared backend with history and revisions intact;
+the database goes away under a write load and comes back (Redis: a proxy cut; Postgres:
+a private server really stopped and started), with the checks of
+``outage_under_write_load``."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,13 @@ from shared_shape_helpers import (
     Node,
     Proxy,
     Watcher,
+    outage_under_write_load,
     require_services,
     run_cli,
     write_manifest,
 )
 
-from aether_core.testing.servers import moto_server
+from aether_core.testing.servers import PrivatePostgres, moto_server
 
 CAS_ROUNDS = 4
 
@@ -155,47 +158,8 @@ def test_a_sqlite_export_imports_into_the_shared_backend(
     assert len(history) >= 4  # every version travelled, not just the head
 
 
-
-class _Writer(threading.Thread):
-    """Compare-and-set writes of one config through HTTP until stopped; records what was
-    acknowledged, every status and the slowest answer."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers
-        self.version = 1
-        self.acked: dict[int, Any] = {}
-        self.statuses: list[int] = []
-        self.problems: list[httpx.Response] = []
-        self.slowest = 0.0
-        self.acked_after_restore = 0
-        self.restored = threading.Event()
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(headers=self.headers, timeout=15) as client:
-            n = 0
-            while not self.halt.is_set():
-                n += 1
-                value = {"n": n}
-                response = client.put(f"{self.url}/configs/load/counter", json={"value": value},
-                                      headers={"If-Match": f'"{self.version}"'})
-                self.slowest = max(self.slowest, response.elapsed.total_seconds())
-                self.statuses.append(response.status_code)
-                if response.status_code == 200:
-                    self.version += 1
-                    self.acked[self.version] = value
-                    self.acked_after_restore += self.restored.is_set()
-                elif response.status_code == 412:  # a write answered 503 did land after all
-                    head = client.get(f"{self.url}/configs/load/counter")
-                    if head.status_code == 200:
-                        self.version = head.json()["version"]
-                else:
-                    self.problems.append(response)
-                    self.halt.wait(0.05)
-
-
 def test_a_redis_outage_answers_503_then_resumes_without_loss(tmp_path: Path) -> None:
+    """Redis goes away behind a TCP proxy that is cut (the shared Redis keeps running)."""
     require_services("redis")
     store = Backend("redis")
     proxy = Proxy(6379)
@@ -204,68 +168,31 @@ def test_a_redis_outage_answers_503_then_resumes_without_loss(tmp_path: Path) ->
         retries=1))
     try:
         node.start()
-        auth = node.headers()
-        assert httpx.post(f"{node.url}/configs", headers=auth, timeout=10, json={
-            "name": "load/counter", "value": {"n": 0}}).status_code == 201
-        watcher = Watcher(node.url, auth, 0)
-        writer = _Writer(node.url, auth)
-        writer.start()
-        try:
-            time.sleep(1.5)
-            before = len(writer.acked)
-            assert before > 0, writer.statuses
-            proxy.cut()
-            time.sleep(3)
-            proxy.restore()
-            writer.restored.set()
-            deadline = time.monotonic() + 20
-            while writer.acked_after_restore < 5 and time.monotonic() < deadline:
-                time.sleep(0.2)
-        finally:
-            writer.halt.set()
-            writer.join(30)
-        assert not writer.is_alive(), "a request hung"
-        assert node.proc is not None and node.proc.poll() is None, "the node crashed"
-        assert writer.problems, f"no write failed during the outage: {writer.statuses}"
-        for failed in writer.problems:
-            assert failed.status_code == 503, failed.text
-            assert failed.headers["content-type"].startswith("application/problem+json")
-            assert failed.json()["status"] == 503
-        assert writer.slowest < 10, f"an answer took {writer.slowest:.1f} s"
-        assert writer.acked_after_restore >= 5, "writes did not resume after the outage"
-
-        # No acknowledged write lost: every acknowledged version reads back as written.
-        with httpx.Client(base_url=node.url, headers=auth, timeout=10) as client:
-            for version, value in writer.acked.items():
-                got = client.get(f"/configs/load/counter?version={version}")
-                assert got.status_code == 200 and got.json()["value"] == value, version
-            final = client.get("/configs/load/counter").json()["version"]
-
-        # The watcher (resuming from its last revision if its stream ended) saw every
-        # version of the config exactly once, in order, with no gap.
-        seen: dict[int, dict[str, Any]] = {}
-
-        def drain(source: Watcher) -> None:
-            while not source.events.empty():
-                event = source.events.get()
-                if event.get("name") == "load/counter":
-                    seen[event["revision"]] = event
-
-        time.sleep(1)
-        drain(watcher)
-        watcher.close()
-        resumed = Watcher(node.url, auth, max(seen, default=0))
-        try:
-            deadline = time.monotonic() + 15
-            while (not seen or seen[max(seen)]["version"] < final) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.2)
-                drain(resumed)
-        finally:
-            resumed.close()
-        versions = [seen[r]["version"] for r in sorted(seen)]
-        assert versions == list(range(1, final + 1))
+        outage_under_write_load(node, proxy.cut, proxy.restore)
     finally:
         node.stop()
         proxy.close()
         store.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_a_stopped_postgres_answers_503_then_resumes_without_loss(
+    tmp_path: Path, mode: str
+) -> None:
+    """A real server of the test's own is stopped (``pg_ctl stop -m immediate``: a crash,
+    recovered from the WAL at the next start; ``fast``: clients disconnected, clean
+    shutdown) under a write load, and started again. The timeouts bound every answer
+    during the outage: connect 1 s, a pooled connection 2 s, a statement 3 s."""
+    server = PrivatePostgres()
+    node = Node(tmp_path / "n", "pg-outage-node", Backend("postgres").storage(
+        dsn=server.dsn, connect_timeout=1, pool_timeout=2, statement_timeout=3))
+    try:
+        server.start()
+        node.start()
+        load = outage_under_write_load(node, lambda: server.stop(mode), server.start,
+                                       max_answer=8)
+        details = [p.json()["detail"] for w in load for p in w.problems]
+        assert all(d.startswith("postgres postgres@127.0.0.1:") for d in details), details
+    finally:
+        node.stop()
+        server.close()
