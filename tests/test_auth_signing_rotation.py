@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,58 @@ async def test_bad_propagation_and_no_key_store_are_clear_errors(
             await plain.rotate_signing_key(propagation=0)
     finally:
         await plain.close()
+
+
+async def test_two_nodes_on_a_shared_redis_store_rotate_together(tmp_path: Path) -> None:
+    """Two nodes, each its own manager, hub and auth, share a Redis prefix and the KEK
+    file: node b learns of each step through the store's change feed alone."""
+    import redis.asyncio as aioredis
+    from aether_redis import RedisSettings, RedisStorage
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        probe = aioredis.Redis.from_url(url, socket_connect_timeout=3)
+        await probe.ping()
+        await probe.aclose()
+    except Exception as exc:
+        pytest.fail(f"Redis is not reachable at {url} ({exc}); start it with "
+                    "scripts/services.sh (or ./dev test)")
+    settings = RedisSettings(url=url, prefix=f"signing-{uuid.uuid4().hex[:8]}")
+    clock = Clock()
+    stores = [RedisStorage(settings, node_name=f"node-{i}") for i in (1, 2)]
+    configs = [ConfigManager(store, clock=clock) for store in stores]
+    auths: list[JwtAuth] = []
+    secrets_list: list[SecretManager] = []
+    try:
+        for config in configs:
+            await config.start()
+            secrets = SecretManager(config, LocalKeyProvider(tmp_path / "secrets.keys"))
+            await secrets.start()
+            secrets_list.append(secrets)
+            auth = _auth(clock)
+            await auth.attach(config, bootstrap=False, secrets=secrets)
+            auths.append(auth)
+        a, b = auths
+        await a.add_user("ana", "ana-password", ["admin"], author="test")
+        await _eventually(lambda: b.directory is not None and b.directory.get("ana"),
+                          "b sees the user")
+        ana = Principal(name="ana")
+        old = await b.issue_token(ana)
+        rotation = asyncio.create_task(a.rotate_signing_key(propagation=1.0))
+        await _eventually(lambda: len(b.keys.verify_keys) == 2, "b loads the pending key")
+        assert b.keys.signing_kid == "k1"
+        status = await rotation
+        await _eventually(lambda: b.keys.signing_kid == status.signing_kid,
+                          "b signs with the new key")
+        assert (await a.verify_token(old)).name == "ana"
+        assert (await a.verify_token(await b.issue_token(ana))).name == "ana"
+        assert (await b.verify_token(await a.issue_token(ana))).name == "ana"
+    finally:
+        for auth in auths:
+            await auth.close()
+        for secrets in secrets_list:
+            await secrets.close()
+        if stores[0]._client is not None:
+            await stores[0].destroy()
+        for config in configs:
+            await config.close()
