@@ -245,3 +245,33 @@ async def test_two_nodes_on_a_shared_redis_store_rotate_together(tmp_path: Path)
             await stores[0].destroy()
         for config in configs:
             await config.close()
+
+
+async def test_key_pairs_rotate_too_and_the_jwks_publishes_the_new_key_first(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    async with ConfigManager(SqliteStorage(tmp_path / "a.db")) as config:
+        secrets = SecretManager(config, LocalKeyProvider(tmp_path / "secrets.keys"))
+        await secrets.start()
+        auth = JwtAuth(KeySet.build("EdDSA", "ed1", pem), token_ttl=60, passwords=Passwords(
+            PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)))
+        await auth.attach(config, bootstrap=False, secrets=secrets)
+        try:
+            await auth.add_user("ana", "ana-password", ["admin"], author="test")
+            old = await auth.issue_token(Principal(name="ana"))
+            status = await auth.rotate_signing_key(propagation=0)
+            kids = {k["kid"] for k in auth.jwks()["keys"]}
+            assert kids == {"ed1", status.signing_kid}
+            assert all("d" not in k for k in auth.jwks()["keys"])  # public halves only
+            new = await auth.issue_token(Principal(name="ana"))
+            assert _kid(new) == status.signing_kid
+            for token in (old, new):
+                assert (await auth.verify_token(token)).name == "ana"
+        finally:
+            await auth.close()
+            await secrets.close()
