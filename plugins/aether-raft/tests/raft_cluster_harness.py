@@ -150,16 +150,18 @@ listen = "127.0.0.1:{self.api}"
 class Cluster:
     """Members node-1…node-N (all founders), plus any added later with :meth:`new`."""
 
-    def __init__(self, root: Path, size: int = 3, *, extra: str = "") -> None:
+    def __init__(self, root: Path, size: int = 3, *, extra: str = "",
+                 leader_wait_ms: int = 30_000) -> None:
         self.root = root
         self.extra = extra
+        self.leader_wait_ms = leader_wait_ms
         names = [f"node-{i}" for i in range(1, size + 1)]
         ports = free_ports(2 * size)
         self.members = {n: Member(root, n, ports[i], ports[size + i])
                         for i, n in enumerate(names)}
         for m in self.members.values():
             m.configure({o.name: o.listen for o in self.members.values() if o is not m},
-                        extra=extra)
+                        extra=extra, leader_wait_ms=leader_wait_ms)
         self._auth: dict[str, str] | None = None
 
     def __getitem__(self, name: str) -> Member:
@@ -174,7 +176,7 @@ class Cluster:
         api, raft = free_ports(2)
         member = Member(self.root, name, api, raft)
         member.configure({m.name: m.listen for m in self.members.values()}, join=True,
-                         extra=self.extra)
+                         extra=self.extra, leader_wait_ms=self.leader_wait_ms)
         self.members[name] = member
         return member
 

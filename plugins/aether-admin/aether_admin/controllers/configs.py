@@ -19,6 +19,7 @@ from aether_admin.bodies import (
     VersionOut,
     VersionsOut,
 )
+from aether_admin.consistency import ConsistencyParam, barrier, consistent
 from aether_admin.context import context, principal
 from aether_admin.controllers.common import (
     ANY,
@@ -58,7 +59,9 @@ class ConfigController(Controller):
         self, request: Req, prefix: Annotated[str, QueryParameter(max_length=256)] = "",
         cursor: Annotated[str | None, QueryParameter(max_length=1024)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        consistency: ConsistencyParam = "linearizable",
     ) -> ConfigPageOut:
+        await barrier(request, consistency)
         page = await context(request).manager.list_configs(prefix, cursor=cursor, limit=limit)
         # Names the caller may not read are left out of the page (not refused): a listing
         # shows what is visible to you.
@@ -86,14 +89,15 @@ class ConfigController(Controller):
         self, request: Req, name: NameParam,
         version: Annotated[int | None, QueryParameter(ge=1)] = None,
         reveal: Annotated[bool, QueryParameter()] = False,
+        consistency: ConsistencyParam = "linearizable",
     ) -> Response[ConfigOut]:
         name = unpack_name(name)
         manager = context(request).manager
         if not reveal:
-            record = await manager.get(name, version)
+            record = await manager.get(name, version, consistent=consistent(consistency))
             return Response(config_out(record), headers=etag(record.version))
         authorize(request, "secrets:read", name)
-        record = await manager.reveal(name, version)
+        record = await manager.reveal(name, version, consistent=consistent(consistency))
         return Response(config_out(record), headers={**etag(record.version), **NO_STORE})
 
     @put("/{name:str}", guards=[requires("configs:write")],
@@ -139,8 +143,10 @@ class ConfigController(Controller):
 
     @get("/{name:str}/versions", guards=[requires("configs:read")],
          summary="Every version of a config, oldest first (no values)")
-    async def versions(self, request: Req, name: NameParam) -> VersionsOut:
+    async def versions(self, request: Req, name: NameParam,
+                       consistency: ConsistencyParam = "linearizable") -> VersionsOut:
         name = unpack_name(name)
+        await barrier(request, consistency)
         history = await context(request).manager.versions(name)
         return VersionsOut(name=name, versions=[
             VersionOut(version=r.version, revision=r.revision, author=r.author,

@@ -16,6 +16,7 @@ from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
 from aether_admin.bodies import Comment, ConfigOut, Name
+from aether_admin.consistency import ConsistencyParam, consistent
 from aether_admin.context import context, principal
 from aether_admin.controllers.acks import Message
 from aether_admin.controllers.common import config_out
@@ -92,9 +93,11 @@ class RolloutController(Controller):
     async def for_client(
         self, request: Req, name: NameQuery,
         client: Annotated[str, QueryParameter(min_length=1, max_length=128)],
+        consistency: ConsistencyParam = "linearizable",
     ) -> ConfigOut:
         authorize(request, "configs:read", name)
-        return config_out(await context(request).manager.get_for_client(name, client))
+        return config_out(await context(request).manager.get_for_client(
+            name, client, consistent=consistent(consistency)))
 
     @post("/", summary="Start a rollout: offer a new value to a fraction of clients")
     async def start(self, request: Req, data: JSONBody[RolloutStartIn]

@@ -20,6 +20,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from aether_admin.bodies import Comment, DeletedOut
+from aether_admin.consistency import ConsistencyParam, consistent
 from aether_admin.context import context, principal
 from aether_admin.controllers.common import ANY, etag, if_match, precondition
 from aether_admin.edge import unpack_name
@@ -228,15 +229,20 @@ class SecretController(Controller):
         self, request: Req, name: NameParam,
         label: Annotated[Literal["current", "previous", "pending"],
                          QueryParameter()] = "current",
+        consistency: ConsistencyParam = "linearizable",
     ) -> Response[SecretValueOut]:
-        revealed = await secrets_of(request).reveal(unpack_name(name), label)
+        revealed = await secrets_of(request).reveal(unpack_name(name), label,
+                                                    consistent=consistent(consistency))
         return Response(_value_out(revealed), headers=NO_STORE)
 
     @get("/{name:str}/values", guards=[_guard_read],
          summary="What a client uses: current, and previous during the overlap window")
-    async def get_values(self, request: Req, name: NameParam) -> Response[SecretValuesOut]:
+    async def get_values(self, request: Req, name: NameParam,
+                         consistency: ConsistencyParam = "linearizable"
+                         ) -> Response[SecretValuesOut]:
         name = unpack_name(name)
-        values = await secrets_of(request).reveal_for_client(name)
+        values = await secrets_of(request).reveal_for_client(
+            name, consistent=consistent(consistency))
         return Response(SecretValuesOut(name=name, values=[_value_out(v) for v in values]),
                         headers=NO_STORE)
 
