@@ -5,6 +5,8 @@ or audit line, carries the plaintext."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +129,52 @@ def test_secret_fields_are_redacted_unless_revealed_with_secrets_read(
     audit = [entry for entry in logs if entry.get("event") == "audit"]
     assert any(entry.get("action") == "secrets:read" for entry in audit)
     assert MARKER not in repr(logs) and MARKER2 not in repr(logs)
+
+
+async def _sse(response: httpx.Response, n: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    data = ""
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data = line.removeprefix("data:").strip()
+        elif not line and data:
+            events.append(json.loads(data))
+            data = ""
+            if len(events) == n:
+                break
+    return events
+
+
+async def test_the_sse_watch_stream_carries_only_the_placeholder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aether_admin.service import Listener
+
+    monkeypatch.setenv("AETHER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    manager = ConfigManager(MemoryStorage())
+    await manager.start()
+    secrets = SecretManager(manager, LocalKeyProvider(tmp_path / "secrets.keys"))
+    auth = JwtAuth(KeySet.build("HS256", "k1", "0123456789abcdef0123456789abcdef-fields"),
+                   passwords=fast_passwords())
+    listener = Listener(create_app(manager, auth=auth, secrets=secrets), "127.0.0.1", 0)
+    await listener.start()
+    try:
+        async with httpx.AsyncClient(base_url=listener.url, timeout=10) as client:
+            token = (await client.post("/login", json={
+                "username": "admin", "password": ADMIN_PASSWORD})).json()["access_token"]
+            admin = {"Authorization": f"Bearer {token}"}
+            assert (await client.put("/schemas/app", headers=admin, json={
+                "schema": App.model_json_schema(), "bind": ["app/"]})).is_success
+            for password in (MARKER, MARKER2):
+                assert (await client.put("/configs/app/svc", headers=admin, json={"value": {
+                    "db": {"host": "db1", "password": password}}})).is_success
+            async with asyncio.timeout(10), client.stream(
+                    "GET", "/watch", params={"prefix": "app/", "since": 0},
+                    headers=admin) as response:
+                assert response.status_code == 200
+                events = await _sse(response, 2)
+        assert [e["value"]["db"]["password"] for e in events] == [PLACEHOLDER, PLACEHOLDER]
+        assert MARKER not in json.dumps(events) and MARKER2 not in json.dumps(events)
+    finally:
+        await listener.stop()
+        await auth.close()
+        await manager.close()
