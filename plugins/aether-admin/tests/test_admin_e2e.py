@@ -2,84 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
+
+from aether_core.testing.processes import AetherProcess, free_port
 
 PASSWORD = "e2e-admin-password"
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _aether() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    assert which, "the aether command is not installed (pip install -e .)"
-    return which
-
-
-class Node:
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.tmp = tmp
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
-               "AETHER_SIGNING_KEY": SIGNING_KEY}
-        self.proc = subprocess.Popen(
-            [_aether(), "up", "-m", "aether.toml", "--log-format", "json"], cwd=self.tmp,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"aether up exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail("aether up did not become ready in 30 s")
-
-    def stop(self) -> str:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            pytest.fail("aether up did not stop within 15 s of SIGTERM")
-        output = self.output()
-        assert code == 0, output
-        return output
-
-    def output(self) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        if self.proc.poll() is None:
-            return ""
-        return self.proc.stdout.read().decode(errors="replace")
-
-
 def test_aether_up_serves_the_admin_api(tmp_path: Path) -> None:
-    port = _free_port()
-    (tmp_path / "aether.toml").write_text(f"""
+    port = free_port()
+    manifest = f"""
 [node]
 name = "e2e"
 data_dir = "data"
@@ -98,8 +33,10 @@ token_ttl = 600
 [[services]]
 use = "admin"
 listen = "127.0.0.1:{port}"
-""")
-    node = Node(tmp_path, port)
+"""
+    node = AetherProcess(tmp_path, manifest, url=f"http://127.0.0.1:{port}",
+                         env={"AETHER_ADMIN_PASSWORD": PASSWORD,
+                              "AETHER_SIGNING_KEY": SIGNING_KEY})
     node.start()
     try:
         with httpx.Client(base_url=node.url, timeout=5) as client:
@@ -123,7 +60,8 @@ listen = "127.0.0.1:{port}"
                                ).status_code == 204
             assert "aether_http_requests_total" in client.get("/metrics").text
     finally:
-        first_output = node.stop()
+        node.stop()
+    first_output = node.output()
     assert PASSWORD not in first_output and SIGNING_KEY not in first_output
 
     # After a restart: data, users and revocations are still there; tokens still verify.
