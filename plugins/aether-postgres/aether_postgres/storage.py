@@ -387,6 +387,10 @@ class PostgresStorage(Storage):
                 _settle(batch, StorageFault(f"{self.where}: {_line(exc)}"))
                 raise
             self._deliver(batch, list(rows))
+            # One turn of the loop before looking at the queue again: the callers just
+            # answered run first, and those that commit again at once (a busy writer)
+            # join the next group instead of finding the store idle and going alone.
+            await asyncio.sleep(0)
 
     def _deliver(self, batch: list[_Queued], rows: Sequence[_Row | BaseException]) -> None:
         wrote = False

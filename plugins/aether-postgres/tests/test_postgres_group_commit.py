@@ -48,6 +48,24 @@ async def test_concurrent_commits_share_transactions_and_keep_their_own_results(
     assert await store.revision() == 80
 
 
+async def test_busy_writers_keep_joining_one_group_instead_of_going_alone(
+    make_storage: MakeStorage, pg_dsn: str, pg_schema: str,
+) -> None:
+    store = await make_storage()
+
+    async def writer(w: int) -> None:
+        for k in range(10):  # each commits again as soon as its previous commit returns
+            result = await store.commit([put(f"w/{w}/{k}", 0)])
+            assert result.rejection is None
+
+    await asyncio.gather(*(writer(w) for w in range(8)))
+    xids = transactions(pg_dsn, pg_schema)
+    assert sorted(xids) == list(range(1, 81))
+    # Ideally 1 + 10 transactions (the first alone, then groups of 7-8); a writer
+    # answered and committing again must not find the store idle and go alone.
+    assert len(set(xids.values())) <= 16, len(set(xids.values()))
+
+
 async def test_a_rejected_command_leaves_the_rest_of_its_group_committed(
     make_storage: MakeStorage, pg_dsn: str, pg_schema: str,
 ) -> None:
