@@ -84,15 +84,17 @@ async def _events(
     keepalive = ctx.settings.watch_keepalive
     allowed: dict[tuple[str, str], bool] = {}
     last_sent = loop.time()
+    ping = False
     timer: asyncio.TimerHandle | None = None
 
     def tick() -> None:
         # One timer per stream, re-armed when it fires (not per event): it wakes the
         # stream once it has been idle for ``keepalive`` seconds.
-        nonlocal timer
+        nonlocal timer, ping
         now = loop.time()
         due = last_sent + keepalive
         if now >= due:
+            ping = True
             subscription.wake()
             due = now + keepalive
         timer = loop.call_later(due - now, tick)
@@ -115,7 +117,8 @@ async def _events(
             if ctx.closing.is_set():
                 return
             if not batch:
-                if loop.time() - last_sent >= keepalive:
+                if ping:
+                    ping = False
                     last_sent = loop.time()
                     yield b": keep-alive\n\n"
                 continue
