@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 CHUNK = 65536
 
@@ -43,14 +44,13 @@ class _Pipe:
     downstream: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
     lost_bytes: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def abort(self) -> None:
+        # Aborting both sockets ends the pumps (their reads fail); the handler task is
+        # never cancelled, which asyncio's stream server would log as an error.
         for writer in (self.downstream, self.upstream):
             if writer is not None:
                 writer.transport.abort()
-        for task in self.tasks:
-            task.cancel()
 
 
 class LinkProxy:
@@ -69,6 +69,7 @@ class LinkProxy:
         self._random = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._pipes: set[_Pipe] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def address(self) -> str:
@@ -81,9 +82,14 @@ class LinkProxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        self.mode = "drop"  # a connection arriving now is reset
         for pipe in list(self._pipes):
             pipe.abort()
         self._pipes.clear()
+        # Wait for the handlers to end (their sockets are aborted): a handler still
+        # running when the loop shuts down is cancelled, and asyncio logs that.
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=5)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -130,6 +136,10 @@ class LinkProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                       ) -> None:
         self.stats.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         if self.mode == "drop":
             self.stats.resets += 1
             writer.transport.abort()
@@ -152,11 +162,9 @@ class LinkProxy:
             if pipe not in self._pipes:  # dropped while connecting
                 up_writer.transport.abort()
                 return
-            current = asyncio.current_task()
-            pipe.tasks = [t for t in (current,) if t is not None]
             await asyncio.gather(self._pump(pipe, reader, up_writer),
                                  self._pump(pipe, up_reader, writer))
-        except (OSError, asyncio.CancelledError):
+        except OSError:
             pass
         finally:
             if pipe in self._pipes:
@@ -174,28 +182,30 @@ class LinkProxy:
 
     async def _pump(self, pipe: _Pipe, src: asyncio.StreamReader,
                     dst: asyncio.StreamWriter) -> None:
+        """Move bytes one way. When either end closes or fails, both sockets are reset:
+        a raft dialer never reads, so a half-closed relay would swallow its frames
+        forever where a direct connection would have failed its next write."""
         # Chunks go through a queue with the time each is due, so a delay holds them
         # without holding up reading, and order is kept.
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def write() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    break
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if self.mode == "blackhole":  # blackholed while it waited
-                    pipe.lost_bytes = True
-                    self.stats.discarded += len(data)
-                    continue
-                dst.write(data)
-                await dst.drain()
-                self.stats.forwarded += len(data)
-            if dst.can_write_eof():
-                with contextlib.suppress(OSError):
-                    dst.write_eof()
+            try:
+                while data := (item := await queue.get())[1]:
+                    wait = item[0] - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    if self.mode == "blackhole":  # blackholed while it waited
+                        pipe.lost_bytes = True
+                        self.stats.discarded += len(data)
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+                    self.stats.forwarded += len(data)
+            except OSError:
+                pass
+            finally:
+                pipe.abort()
 
         writer = asyncio.create_task(write())
         try:
@@ -210,9 +220,9 @@ class LinkProxy:
                     delay = max(0.0, delay + self._random.uniform(-self.jitter, self.jitter))
                 last_due = max(last_due, time.monotonic() + delay)  # never reorder
                 queue.put_nowait((last_due, data))
-            queue.put_nowait((0.0, b""))
-            await writer
+        except OSError:
+            pipe.abort()
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
+            queue.put_nowait((0.0, b""))  # what is queued still goes, then both close
+            with contextlib.suppress(asyncio.CancelledError):
                 await writer

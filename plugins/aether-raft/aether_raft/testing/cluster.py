@@ -1,0 +1,368 @@
+"""N ``aether up`` processes on loopback, every peer link through its own fault proxy.
+
+Node A's manifest lists peer B at the address of proxy A→B, which forwards to B's
+real listen port; so ``links[("node-1", "node-2")]`` controls exactly what node-1 sends
+to node-2 (raft messages and forwarded writes). The proxies run in the caller's event
+loop; the nodes are child processes the cluster owns (kill -9, SIGSTOP/SIGCONT,
+restart on the same data directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aether_raft.testing.proxy import LinkProxy
+
+PASSWORD = "raft-faults-admin-password"
+SIGNING_KEY = "raft-faults-signing-key-0123456789abcdef"
+CLUSTER_SECRET = "raft-faults-cluster-secret-0123456789"
+
+
+#: How uvicorn ends a request still running at the end of its graceful shutdown.
+SHUTDOWN_CANCEL = "CancelledError: Task cancelled, timeout graceful shutdown exceeded"
+
+
+def tracebacks(output: str) -> list[str]:
+    """Each traceback in a node's output, up to the line naming the exception."""
+    found = []
+    for part in output.split("Traceback (most recent call last):")[1:]:
+        lines = part.splitlines()
+        end = next((i for i, line in enumerate(lines[1:], 1)
+                    if line and not line.startswith(" ")), len(lines) - 1)
+        found.append("\n".join(lines[:end + 1]))
+    return found
+
+
+class ClusterError(AssertionError):
+    """The cluster did not reach a state in time (a test failure, with the reason)."""
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def aether_command() -> str:
+    found = Path(sys.executable).with_name("aether")
+    if found.exists():
+        return str(found)
+    which = shutil.which("aether")
+    if which is None:
+        raise ClusterError("the aether command is not installed (pip install -e .)")
+    return which
+
+
+@dataclass
+class Timing:
+    election_timeout_ms: int = 1000
+    heartbeat_interval_ms: int = 100
+    #: Short, so a request on a node without a leader answers 503 instead of hanging.
+    leader_wait_ms: int = 3000
+
+
+class Member:
+    def __init__(self, root: Path, name: str, api_port: int, raft_port: int) -> None:
+        self.name = name
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.api_port = api_port
+        self.raft_port = raft_port
+        self.url = f"http://127.0.0.1:{api_port}"
+        self.listen = f"127.0.0.1:{raft_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+        self.log = self.dir / "out.log"
+
+    def write_manifest(self, peers: dict[str, str], timing: Timing, *, join: bool = False
+                       ) -> None:
+        listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
+        (self.dir / "aether.toml").write_text(f"""
+[node]
+name = "{self.name}"
+data_dir = "data"
+
+[storage]
+use = "sqlite"
+
+[transport]
+use = "raft"
+listen = "{self.listen}"
+peers = {{ {listed} }}
+cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
+election_timeout_ms = {timing.election_timeout_ms}
+heartbeat_interval_ms = {timing.heartbeat_interval_ms}
+leader_wait_ms = {timing.leader_wait_ms}
+{"join = true" if join else ""}
+
+[auth]
+use = "jwt"
+signing_key = "${{env:AETHER_SIGNING_KEY}}"
+token_ttl = 86400
+
+[[services]]
+use = "admin"
+listen = "127.0.0.1:{self.api_port}"
+""")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.alive:
+            return
+        env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
+               "AETHER_SIGNING_KEY": SIGNING_KEY, "AETHER_CLUSTER_SECRET": CLUSTER_SECRET}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [aether_command(), "up", "-m", "aether.toml", "--log-format", "json"],
+                cwd=self.dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.paused = False
+
+    def kill(self) -> None:
+        """kill -9 (a crash: nothing is flushed that was not fsync'd)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.paused = False
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.resume()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class FaultCluster:
+    """``size`` nodes named node-1…node-N; see the module docstring."""
+
+    def __init__(self, root: Path, size: int, *, timing: Timing | None = None) -> None:
+        self.root = root
+        self.timing = timing or Timing()
+        self.members: dict[str, Member] = {}
+        self.links: dict[tuple[str, str], LinkProxy] = {}
+        self.http = httpx.AsyncClient(timeout=5.0)
+        self.token: str | None = None
+        names = [f"node-{i}" for i in range(1, size + 1)]
+        ports = free_ports(2 * size)
+        for i, name in enumerate(names):
+            self.members[name] = Member(root, name, ports[i], ports[size + i])
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for name in self.members:
+            await self._wire(name)
+        for name, member in self.members.items():
+            member.write_manifest(self._peer_addresses(name), self.timing)
+        for member in self.members.values():
+            member.start()
+
+    async def _wire(self, name: str) -> None:
+        """Proxies for every link between ``name`` and the other members, both ways."""
+        for other in list(self.members):
+            for src, dst in ((name, other), (other, name)):
+                if src != dst and (src, dst) not in self.links:
+                    proxy = LinkProxy(f"{src}->{dst}", self.members[dst].listen)
+                    await proxy.start()
+                    self.links[(src, dst)] = proxy
+
+    def _peer_addresses(self, name: str) -> dict[str, str]:
+        return {dst: proxy.address for (src, dst), proxy in self.links.items()
+                if src == name and dst in self.members}
+
+    async def close(self) -> list[str]:
+        """Stop every node and proxy; returns problems seen in the nodes' logs."""
+        # All at once: each may wait out uvicorn's graceful timeout for hung requests.
+        await asyncio.gather(*(asyncio.to_thread(m.stop) for m in self.members.values()))
+        for proxy in self.links.values():
+            await proxy.close()
+        await self.http.aclose()
+        problems = []
+        for member in self.members.values():
+            out = member.output()
+            for secret in (CLUSTER_SECRET, PASSWORD, SIGNING_KEY):
+                if secret in out:
+                    problems.append(f"{member.name}: a secret is in its log")
+            for trace in tracebacks(out):
+                if not trace.rstrip().endswith(SHUTDOWN_CANCEL):
+                    problems.append(f"{member.name}: traceback in its log: {trace[-3000:]}")
+        return problems
+
+    def hung_at_shutdown(self) -> int:
+        """Requests the nodes were still serving when they stopped (uvicorn cancels them
+        after its graceful timeout and logs each one)."""
+        return sum(trace.rstrip().endswith(SHUTDOWN_CANCEL)
+                   for m in self.members.values() for trace in tracebacks(m.output()))
+
+    # -- membership (needs the cluster add/remove API) ---------------------------------
+
+    async def new_member(self, name: str) -> Member:
+        """A node not started yet, wired to every member (both ways) through proxies;
+        its manifest joins the cluster. Existing members' manifests are not changed."""
+        api, raft = free_ports(2)
+        member = Member(self.root, name, api, raft)
+        self.members[name] = member
+        await self._wire(name)
+        member.write_manifest(self._peer_addresses(name), self.timing, join=True)
+        return member
+
+    # -- views -------------------------------------------------------------------------
+
+    def live(self) -> list[Member]:
+        return [m for m in self.members.values() if m.alive and not m.paused]
+
+    def link(self, src: str, dst: str) -> LinkProxy:
+        return self.links[(src, dst)]
+
+    def links_of(self, name: str) -> list[LinkProxy]:
+        return [p for (src, dst), p in self.links.items() if name in (src, dst)]
+
+    def auth(self) -> dict[str, str]:
+        assert self.token is not None, "login() first"
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def _get(self, member: Member, path: str, *, timeout: float = 3.0
+                   ) -> httpx.Response | None:
+        headers = self.auth() if self.token else {}
+        try:
+            return await self.http.get(f"{member.url}{path}", headers=headers,
+                                       timeout=timeout)
+        except httpx.HTTPError:
+            return None
+
+    async def ready(self, member: Member) -> str | None:
+        """The leader ``member`` knows, if it is ready."""
+        if member.proc is not None and member.proc.poll() is not None:
+            raise ClusterError(f"{member.name} exited: {member.output()[-3000:]}")
+        r = await self._get(member, "/ready")
+        if r is None or r.status_code != 200:
+            return None
+        leader: str | None = r.json().get("leader")
+        return leader
+
+    async def until(self, what: str, check: Any, seconds: float) -> Any:
+        deadline = time.monotonic() + seconds
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = await check()
+            if last:
+                return last
+            await asyncio.sleep(0.1)
+        raise ClusterError(f"{what} within {seconds:g} s (last: {last!r})")
+
+    async def agreed_leader(self, seconds: float = 30.0) -> str:
+        """Wait until every member is ready and names the same leader."""
+        async def check() -> str | None:
+            names = {await self.ready(m) for m in self.members.values()}
+            return names.pop() if len(names) == 1 else None
+
+        leader: str = await self.until("every node ready with one leader", check, seconds)
+        return leader
+
+    async def leader(self, seconds: float = 30.0) -> Member:
+        """The member that says it is the leader (among live ones)."""
+        async def check() -> Member | None:
+            for m in self.live():
+                r = await self._get(m, "/cluster")
+                if r is not None and r.status_code == 200 and r.json().get("role") == "leader":
+                    return m
+            return None
+
+        found: Member = await self.until("a leader", check, seconds)
+        return found
+
+    async def login(self) -> None:
+        async def attempt() -> str | None:
+            for m in self.live():
+                try:
+                    r = await self.http.post(f"{m.url}/login", timeout=10, json={
+                        "username": "admin", "password": PASSWORD})
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    token: str = r.json()["access_token"]
+                    return token
+            return None
+
+        self.token = await self.until("an admin login", attempt, 30)
+
+    async def states(self) -> dict[str, dict[str, Any] | None]:
+        """Every member's ``/cluster/state`` (None when it does not answer)."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for m in self.members.values():
+            r = await self._get(m, "/cluster/state", timeout=10)
+            out[m.name] = r.json() if r is not None and r.status_code == 200 else None
+        return out
+
+    async def converged(self, seconds: float = 30.0) -> dict[str, Any]:
+        """Wait until every member's store digest is the same; returns that state."""
+        async def check() -> dict[str, Any] | None:
+            seen = await self.states()
+            values = list(seen.values())
+            if any(v is None for v in values):
+                return None
+            if len({(v["sha256"], v["revision"]) for v in values if v}) == 1:
+                return values[0]
+            return None
+
+        try:
+            state: dict[str, Any] = await self.until("every node's state digest equal",
+                                                     check, seconds)
+        except ClusterError:
+            raise ClusterError(f"nodes did not converge: {await self.states()}") from None
+        return state
+
+    def heal_all(self) -> None:
+        """Every link healed, every member running (resumed or restarted)."""
+        for proxy in self.links.values():
+            proxy.heal()
+        for m in self.members.values():
+            if m.paused:
+                m.resume()
+            if not m.alive:
+                m.start()
+
+    async def __aenter__(self) -> FaultCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.close()
