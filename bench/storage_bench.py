@@ -9,6 +9,7 @@ its raw client doing the same operation, as one table of write/read ops/s and p9
   ``put_object`` / ``get_object`` on the same serialised moto server the tests use).
 
     .venv/bin/python bench/storage_bench.py [--seconds 1.5] [--clients 1 8]
+                                            [--backends sqlite postgres redis s3]
 
 Each measurement alternates short slices of raw and Aether so that noise from
 elsewhere on the machine hits both alike. Cleans up its schema, keys and server.
@@ -43,6 +44,8 @@ from redis_s3_bench import (
 )
 
 from aether_core import SqliteStorage
+
+BACKENDS = ("sqlite", "postgres", "redis", "s3")
 
 #: (operation, clients, Aether ops/s, Aether p99 ms, raw ops/s, raw p99 ms)
 Row = tuple[str, int, float, float, float, float]
@@ -105,13 +108,17 @@ async def bench_postgres(args: argparse.Namespace) -> list[Row]:
              r["raw"]["ops_s"], r["raw"]["p99_ms"]) for r in found]
 
 
-async def run(args: argparse.Namespace, endpoint: str) -> list[Row]:
-    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
-        rows = await bench_sqlite(args, Path(tmp))
-    rows += await bench_postgres(args)
-    rows += [_row(label, clients, result)
-             for label, clients, result in await bench_redis(args) + await bench_s3(args, endpoint)]
-    return rows
+async def run(args: argparse.Namespace, endpoint: str | None) -> list[Row]:
+    rows: list[Row] = []
+    if "sqlite" in args.backends:
+        with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+            rows += await bench_sqlite(args, Path(tmp))
+    if "postgres" in args.backends:
+        rows += await bench_postgres(args)
+    found = await bench_redis(args) if "redis" in args.backends else []
+    if endpoint is not None:
+        found += await bench_s3(args, endpoint)
+    return rows + [_row(label, clients, result) for label, clients, result in found]
 
 
 def machine() -> str:
@@ -131,18 +138,23 @@ def main() -> None:
         "AETHER_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--data-dir", default=".", help="where the SQLite files go (a disk, "
                         "not tmpfs, for the fsyncs to mean anything)")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
+                        help="which backends to measure (default: all)")
     args = parser.parse_args()
     started = time.perf_counter()
     before = machine()
-    proc = subprocess.Popen([sys.executable, str(MOTO)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        endpoint = f"http://127.0.0.1:{int(proc.stdout.readline().split()[1])}"
-        rows = asyncio.run(run(args, endpoint))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    if "s3" in args.backends:
+        proc = subprocess.Popen([sys.executable, str(MOTO)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.stdout is not None
+            endpoint = f"http://127.0.0.1:{int(proc.stdout.readline().split()[1])}"
+            rows = asyncio.run(run(args, endpoint))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    else:
+        rows = asyncio.run(run(args, None))
     print(f"machine: {before}; after the run: load {os.getloadavg()[0]:.2f}")
     print("| operation | clients | raw ops/s | raw p99 ms | Aether ops/s | Aether p99 ms "
           "| Aether/raw |")
