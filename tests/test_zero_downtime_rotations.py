@@ -24,12 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +32,8 @@ from typing import Any
 import httpx
 import jwt as pyjwt
 import pytest
+
+from aether_core.testing.processes import AetherProcess, free_port
 
 PASSWORD = "zero-downtime-admin-pw"
 CLIENT_PASSWORD = "zero-downtime-client-pw"
@@ -48,25 +44,10 @@ STEADY, REFRESHING = 4, 4
 MIN_RATE = 100
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _aether() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    assert which, "the aether command is not installed (pip install -e .)"
-    return which
-
-
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    (tmp_path / "aether.toml").write_text(f"""
+    port = free_port()
+    manifest = f"""
 [node]
 name = "zero-downtime"
 data_dir = "data"
@@ -91,36 +72,15 @@ rules = [{{ actions = ["configs:read", "secrets:read"], resources = ["*"] }}]
 [[services]]
 use = "admin"
 listen = "127.0.0.1:{port}"
-""")
-    env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
-           "AETHER_SIGNING_KEY": SIGNING_KEY}
-    log = (tmp_path / "node.log").open("wb")
-    proc = subprocess.Popen([_aether(), "up", "-m", "aether.toml", "--log-format", "json"],
-                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+"""
+    node = AetherProcess(tmp_path, manifest, url=f"http://127.0.0.1:{port}",
+                         env={"AETHER_ADMIN_PASSWORD": PASSWORD,
+                              "AETHER_SIGNING_KEY": SIGNING_KEY})
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("aether up exited: " + (tmp_path / "node.log").read_text())
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("aether up did not become ready in 30 s")
-            time.sleep(0.1)
-        yield url
+        yield node.start().url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    output = (tmp_path / "node.log").read_text()
+        node.stop(check=False)
+    output = node.output()
     for secret in (SECRET_OLD, SECRET_NEW, SIGNING_KEY, PASSWORD, CLIENT_PASSWORD):
         assert secret not in output, "a secret reached the node's log"
 
