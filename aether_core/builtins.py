@@ -57,15 +57,6 @@ def aether_startup(node: Node) -> Any:
 
 
 @hookimpl
-def aether_shutdown(node: Node) -> Any:
-    from aether_core.auth.jwt import JwtAuth
-
-    if isinstance(node.auth, JwtAuth):
-        return node.auth.close()
-    return None
-
-
-@hookimpl
 def aether_register_commands(cli: click.Group) -> None:
     from aether_core.auth.cli import auth, users
     from aether_core.secrets.cli import secrets

@@ -107,6 +107,13 @@ class Node:
         for service in reversed(self.services):
             await service.stop()
         self.services.clear()
+        # After the services: a request they are still finishing must be authenticated.
+        close_auth = getattr(self.auth, "close", None)
+        if close_auth is not None:
+            try:
+                await close_auth()
+            except Exception as exc:
+                log.warning("closing auth failed", error=f"{type(exc).__name__}: {exc}")
         if self.manager is not None:
             await self.manager.hub.stop()  # no delivery may reach a closed watcher
         for watcher in self.watchers:
