@@ -357,8 +357,9 @@ class PostgresStorage(Storage):
                 if len(batch) == 1:
                     _settle(batch, self._fault(exc))
                     continue
-                # Nothing of the batch was committed: put its commands back at the
-                # front, one per transaction, so the bad one fails alone.
+                # The transaction rolled back, so nothing of the batch was committed:
+                # commit its commands again, one per transaction, in the same order,
+                # so that the bad one fails alone.
                 log.warning("postgres group commit refused; committing its commands "
                             "one by one", target=self.where, commands=len(batch),
                             error=_line(exc))
