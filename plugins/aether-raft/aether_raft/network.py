@@ -184,12 +184,27 @@ class PeerNetwork:
             async with asyncio.timeout(self._handshake_seconds):
                 certified: frozenset[str] | None = None
                 if self._tls is not None:
-                    # TLS over the accepted stream, first thing, before any await: the
-                    # transport has not read from the socket yet, so no byte of the
-                    # client hello can sit in the plain reader's buffer. Doing it here
+                    # TLS over the accepted stream, as this task's first await. asyncio
+                    # runs the task's first step before the socket's first read callback
+                    # (which start_tls's pause_reading cancels), so no byte of the client
+                    # hello can land in the plain reader's buffer, where TLS would never
+                    # see it: keep nothing that awaits above this line. Doing TLS here
                     # (not with start_server(ssl=...)) makes a refused handshake reach
                     # the except below: logged and counted like any other refusal.
-                    await writer.start_tls(self._tls.server)
+                    plain = writer.transport
+                    try:
+                        await writer.start_tls(self._tls.server)
+                    except AttributeError:
+                        # CPython 3.11: when the peer hangs up between the end of the
+                        # handshake and start_tls resuming, the loop hands back no
+                        # transport and StreamWriter.start_tls fails on it, leaving the
+                        # stream with none. Put the closed one back (so close() and the
+                        # writer's __del__ work) and treat it as the hang-up it is.
+                        if writer.transport is not None:
+                            raise
+                        writer._transport = plain
+                        raise ConnectionResetError(
+                            "the peer hung up after the TLS handshake") from None
                     certified = cert_names(writer.get_extra_info("peercert"))
                 peer = await accept(reader, writer, self._secret, frozenset(self.peers),
                                     certified)
