@@ -29,7 +29,7 @@ from aether_raft.testing.faults import FAULTS
 from aether_raft.testing.workload import RunConfig, RunReport, run_fault
 
 DEFAULT_FAULTS = ["kill-leader", "kill-follower", "pause-leader", "partition-leader",
-                  "drop-link", "delay-link"]
+                  "drop-link", "delay-link", "add-remove-node"]
 
 
 def _table(reports: list[RunReport]) -> str:

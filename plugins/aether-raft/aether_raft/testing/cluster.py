@@ -176,6 +176,7 @@ class FaultCluster:
         self.root = root
         self.timing = timing or Timing()
         self.members: dict[str, Member] = {}
+        self.retired: list[Member] = []  #: removed members (their logs are still checked)
         self.links: dict[tuple[str, str], LinkProxy] = {}
         self.http = httpx.AsyncClient(timeout=5.0)
         self.token: str | None = None
@@ -215,7 +216,7 @@ class FaultCluster:
             await proxy.close()
         await self.http.aclose()
         problems = []
-        for member in self.members.values():
+        for member in [*self.members.values(), *self.retired]:
             out = member.output()
             for secret in (CLUSTER_SECRET, PASSWORD, SIGNING_KEY):
                 if secret in out:
@@ -229,19 +230,74 @@ class FaultCluster:
         """Requests the nodes were still serving when they stopped (uvicorn cancels them
         after its graceful timeout and logs each one)."""
         return sum(trace.rstrip().endswith(SHUTDOWN_CANCEL)
-                   for m in self.members.values() for trace in tracebacks(m.output()))
+                   for m in [*self.members.values(), *self.retired]
+                   for trace in tracebacks(m.output()))
 
-    # -- membership (needs the cluster add/remove API) ---------------------------------
+    # -- membership (aether cluster add/remove, through the admin API) ----------------
+
+    def next_name(self) -> str:
+        """A name no member ever had (a removed node's data directory stays behind)."""
+        taken = [int(n.rpartition("-")[2]) for n in [*self.members, *(
+            m.name for m in self.retired)]]
+        return f"node-{max(taken) + 1}"
 
     async def new_member(self, name: str) -> Member:
-        """A node not started yet, wired to every member (both ways) through proxies;
-        its manifest joins the cluster. Existing members' manifests are not changed."""
+        """A node not started yet whose manifest joins the cluster, dialling every member
+        through a proxy of its own. Members dial it directly: the replicated configuration
+        holds one address per added node, the same for every member."""
         api, raft = free_ports(2)
         member = Member(self.root, name, api, raft)
-        self.members[name] = member
-        await self._wire(name)
+        for other, target in self.members.items():
+            proxy = LinkProxy(f"{name}->{other}", target.listen)
+            await proxy.start()
+            self.links[(name, other)] = proxy
         member.write_manifest(self._peer_addresses(name), self.timing, join=True)
+        self.members[name] = member
         return member
+
+    async def add_member(self, member: Member, via: Member, seconds: float = 40.0
+                         ) -> dict[str, Any]:
+        """``POST /cluster/members`` through ``via`` until ``member`` is a voter (202
+        means still a learner: asking again resumes the promotion)."""
+        async def attempt() -> dict[str, Any] | None:
+            try:
+                r = await self.http.post(f"{via.url}/cluster/members", headers=self.auth(),
+                                         json={"node": member.name, "address": member.listen},
+                                         timeout=30)
+            except httpx.HTTPError:
+                return None
+            if r.status_code == 201:
+                body: dict[str, Any] = r.json()
+                return body
+            if r.status_code in (202, 409, 503):  # learner, change in flight, no leader
+                return None
+            raise ClusterError(f"adding {member.name}: {r.status_code} {r.text[:300]}")
+
+        added: dict[str, Any] = await self.until(f"{member.name} added as a voter", attempt,
+                                                 seconds)
+        return added
+
+    async def remove_member(self, name: str, via: Member, seconds: float = 40.0) -> None:
+        """``DELETE /cluster/members/NAME`` through ``via``; then the node is stopped and
+        forgotten (its proxies closed)."""
+        async def attempt() -> bool:
+            try:
+                r = await self.http.delete(f"{via.url}/cluster/members/{name}",
+                                           headers=self.auth(), timeout=30)
+            except httpx.HTTPError:
+                return False
+            if r.status_code in (200, 404):  # 404: already gone (an earlier try landed)
+                return True
+            if r.status_code in (409, 503):
+                return False
+            raise ClusterError(f"removing {name}: {r.status_code} {r.text[:300]}")
+
+        await self.until(f"{name} removed", attempt, seconds)
+        member = self.members.pop(name)
+        await asyncio.to_thread(member.stop)
+        self.retired.append(member)
+        for key in [k for k in self.links if name in k]:
+            await self.links.pop(key).close()
 
     # -- views -------------------------------------------------------------------------
 

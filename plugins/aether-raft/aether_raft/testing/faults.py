@@ -5,6 +5,7 @@ exactly what it did when healed."""
 from __future__ import annotations
 
 import random
+import time
 from typing import ClassVar
 
 from aether_raft.testing.cluster import FaultCluster, Member
@@ -115,5 +116,31 @@ class DelayLink(_OneLink):
         return f"delay {proxy.name} by {self.seconds * 1000:g} ± {self.jitter * 1000:g} ms"
 
 
+class AddRemoveNode(Fault):
+    """A new node is started (``join = true``) and added through a follower's admin API
+    (a learner, then a voter once caught up); healing removes it through another
+    follower and stops it. The cluster is one node larger for the fault's duration."""
+
+    name = "add-remove-node"
+
+    async def inject(self, cluster: FaultCluster, rng: random.Random) -> str:
+        self.joined: Member | None = None
+        via = await _follower(cluster, await cluster.leader(), rng)
+        self.joined = await cluster.new_member(cluster.next_name())
+        self.joined.start()
+        started = time.monotonic()
+        body = await cluster.add_member(self.joined, via)
+        return (f"add {self.joined.name} through {via.name}: a voter of "
+                f"{len(body.get('voters', ()))} in {time.monotonic() - started:.1f} s")
+
+    async def heal(self, cluster: FaultCluster) -> None:
+        if self.joined is None or self.joined.name not in cluster.members:
+            return
+        name = self.joined.name
+        others = sorted((m for m in cluster.live() if m.name != name), key=lambda m: m.name)
+        await cluster.remove_member(name, others[-1])
+
+
 FAULTS: dict[str, type[Fault]] = {f.name: f for f in (
-    Fault, KillLeader, KillFollower, PauseLeader, PartitionLeader, DropLink, DelayLink)}
+    Fault, KillLeader, KillFollower, PauseLeader, PartitionLeader, DropLink, DelayLink,
+    AddRemoveNode)}

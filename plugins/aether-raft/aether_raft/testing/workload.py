@@ -278,7 +278,8 @@ class Run:
                 await asyncio.sleep(wait)
             # After a stall, catch up by at most one interval (no burst of stored ops).
             next_at = max(next_at + interval, time.monotonic() - interval)
-            member = rng.choice(self.nodes)
+            # The members now: a node added during the run takes requests too.
+            member = rng.choice(list(self.cluster.members.values()))
             key = rng.choice(self.keys)
             if rng.random() < self.config.write_ratio:
                 seq += 1
@@ -337,6 +338,8 @@ class Run:
             stop.set()
             await asyncio.gather(*clients, return_exceptions=True)
             r.seconds = time.monotonic() - t0
+            # A fault may outlast the load (a node added, then removed): let it finish.
+            await asyncio.wait([injector], timeout=self.config.settle_seconds)
             if not injector.done():
                 injector.cancel()
             outcome = (await asyncio.gather(injector, return_exceptions=True))[0]
