@@ -239,8 +239,11 @@ class RaftDriver:
             "last_snapshot_seconds": round(self.last_snapshot_seconds, 4),
         }
 
-    async def read_barrier(self) -> None:
-        """Linearizable: ReadIndex, then wait until this node applied that index."""
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        """Linearizable: ReadIndex, then wait until this node applied that index.
+
+        :param timeout: how long to wait for the leader to confirm the read index (a
+            leader that stopped never answers): then :class:`NotApplied` (retry it)."""
         self.check()
         self._ctx += 1
         ctx = self._ctx
@@ -256,7 +259,13 @@ class RaftDriver:
 
         self._requests.append(request)
         self._wake.set()
-        index = await future
+        try:
+            async with asyncio.timeout(timeout):
+                index = await future
+        except TimeoutError:
+            raise NotApplied("the leader did not confirm a read index in time") from None
+        finally:
+            self._reads.pop(ctx, None)
         if self.core.applied < index:
             applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._read_waiters.append((index, applied))

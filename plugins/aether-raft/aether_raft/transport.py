@@ -327,7 +327,8 @@ class RaftTransport(Transport):
         while True:
             await self._await_leader()
             try:
-                await self._driver().read_barrier()
+                await self._driver().read_barrier(
+                    timeout=2 * self.settings.election_timeout_ms / 1000)
                 return
             except NotApplied:  # the leader changed under the read: ask the next one
                 if asyncio.get_running_loop().time() >= deadline:
@@ -449,6 +450,9 @@ class RaftTransport(Transport):
             log.warning("raft.hand_over_failed", target=target, error=exc.detail)
         else:
             log.info("raft.handed_over", to=core.leader, term=core.term)
+            # Linger a little: a write forwarded here just before the others learnt of
+            # the new leader still gets its refusal (and is retried there), not silence.
+            await asyncio.sleep(3 * self.settings.heartbeat_interval_ms / 1000)
 
     async def close(self) -> None:
         await self._hand_over()
