@@ -95,3 +95,36 @@ async def test_blackhole_swallows_bytes_then_heal_resets_those_connections(
         async with asyncio.timeout(2):
             await reader.readexactly(1)
     assert (await _roundtrip(proxy, b"again"))[2] == b"again"
+
+
+async def test_when_the_target_goes_away_the_dialer_is_reset() -> None:
+    """A raft dialer never reads: if the relay only half-closed, its frames would vanish
+    with no error, where a direct connection would fail its next write."""
+    ends: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ends.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    link = LinkProxy("a->b", f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    await link.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        writer.write(b"hello")
+        await writer.drain()
+        async with asyncio.timeout(2):
+            await accepted.wait()
+        ends[0].transport.abort()  # the target process dies
+        with pytest.raises(ConnectionError):  # writing only, as a raft dialer does
+            async with asyncio.timeout(2):
+                for _ in range(100):
+                    writer.write(b"frame")
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+        del reader
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
