@@ -128,7 +128,7 @@ class ClusterOps:
             "learners": {n: addresses.get(n) for n in conf.learners},
         }
 
-    async def run(self, op: str, node: str, address: str) -> dict[str, Any]:
+    async def run(self, op: str, node: str = "", address: str = "") -> dict[str, Any]:
         try:
             if op == "add":
                 return await self.add(node, address)
