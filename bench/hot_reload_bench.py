@@ -158,6 +158,12 @@ async def _aether_watchers(url: str, count: int, cache: str | None, ready: Any,
 
 
 async def _etcd_watchers(count: int, ready: Any, times: Any, target: Any) -> None:
+    from pydantic import BaseModel
+
+    class Hot(BaseModel):  # the model the Aether bindings validate against
+        seq: int
+        payload: str
+
     seen: dict[int, list[float]] = {}
     done = asyncio.Event()
     key = _b64(NAME)
@@ -170,6 +176,9 @@ async def _etcd_watchers(count: int, ready: Any, times: Any, target: Any) -> Non
                 if data.get("created"):
                     started.set()
                 for event in data.get("events", []):
+                    # What a typed client does with the change, as the Aether binding
+                    # does before its callback: decode the value and validate it.
+                    Hot.model_validate_json(base64.b64decode(event["kv"]["value"]))
                     now = time.monotonic()
                     version = int(event["kv"].get("version", 0))
                     got = seen.setdefault(version, [])
@@ -348,8 +357,24 @@ def _put_etcd() -> Any:
     return put
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _etcd_pid() -> int | None:
+    try:
+        return int(Path("/tmp/aether-bench-etcd/pids").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def measure(kind: str, reader: str, url: str, watchers: int, writes: int, procs: int,
-            cache_dir: str | None) -> dict[str, Any]:
+            cache_dir: str | None, server_pid: int | None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     ready, times = ctx.Queue(), ctx.Queue()
     put = _put_aether(url) if kind == "aether" else _put_etcd()
@@ -374,6 +399,10 @@ def measure(kind: str, reader: str, url: str, watchers: int, writes: int, procs:
     last: list[float] = []
     early = missing = 0
     started = time.monotonic()
+    # CPU spent while writing, per write: the server's, and the watcher processes' (the
+    # load generator's share of the two cores).
+    cpu_server = _cpu_seconds(server_pid)
+    cpu_watchers = sum(_cpu_seconds(w.pid) for w in workers)
     for seq in range(1, writes + 1):
         # Ask for the version the write will make before writing, so the watchers'
         # wait begins before the change can reach them.
@@ -396,6 +425,8 @@ def measure(kind: str, reader: str, url: str, watchers: int, writes: int, procs:
         if deltas:
             last.append(max(deltas))
     elapsed = time.monotonic() - started
+    cpu_server = (_cpu_seconds(server_pid) - cpu_server) * 1000 / writes
+    cpu_watchers = (sum(_cpu_seconds(w.pid) for w in workers) - cpu_watchers) * 1000 / writes
     for target in targets:
         target.ask(-1)
     for worker in workers:
@@ -410,6 +441,8 @@ def measure(kind: str, reader: str, url: str, watchers: int, writes: int, procs:
         "all_watchers_p50_ms": _pct(last, 50), "all_watchers_p99_ms": _pct(last, 99),
         "from_send_p50_ms": _pct(from_send, 50), "from_send_p99_ms": _pct(from_send, 99),
         "before_ack": early, "missing": missing, "seconds": round(elapsed, 1),
+        "server_cpu_ms_per_write": round(cpu_server, 1),
+        "watchers_cpu_ms_per_write": round(cpu_watchers, 1),
     }
 
 
@@ -460,7 +493,8 @@ def main() -> None:
             try:
                 for reader in readers:
                     cache = str(Path(tmp) / "cache") if watchers == 1 else None
-                    rows.append(measure("aether", reader, url, watchers, writes, procs, cache))
+                    rows.append(measure("aether", reader, url, watchers, writes, procs, cache,
+                                        proc.pid))
                     print(json.dumps(rows[-1]), flush=True)
             finally:
                 stop(proc)
@@ -473,7 +507,7 @@ def main() -> None:
             try:
                 for reader in readers:
                     rows.append(measure("etcd", reader, ETCD_URL, watchers, writes, procs,
-                                        None))
+                                        None, _etcd_pid()))
                     print(json.dumps(rows[-1]), flush=True)
             finally:
                 etcd("stop")
@@ -481,13 +515,14 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     print("| system | watchers (reader, processes) | writes | ack→callback p50 / p99 ms | "
           "last watcher p50 / p99 ms | request sent→callback p50 / p99 ms | "
-          "callbacks before ack | missing |")
-    print("|---|---|---|---|---|---|---|---|")
+          "callbacks before ack | missing | CPU ms per write: server / watchers |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['system']} | {r['watchers']} ({r['reader']}, {r['procs']}) | "
               f"{r['writes']} | {r['p50_ms']} / {r['p99_ms']} | {r['all_watchers_p50_ms']} / "
               f"{r['all_watchers_p99_ms']} | {r['from_send_p50_ms']} / "
-              f"{r['from_send_p99_ms']} | {r['before_ack']} | {r['missing']} |")
+              f"{r['from_send_p99_ms']} | {r['before_ack']} | {r['missing']} | "
+              f"{r['server_cpu_ms_per_write']} / {r['watchers_cpu_ms_per_write']} |")
 
 
 if __name__ == "__main__":
