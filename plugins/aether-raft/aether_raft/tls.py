@@ -16,6 +16,7 @@ certificate for ``*`` or with only a CN names no node).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +45,25 @@ def _context(purpose: int, cert_file: str, key_file: str, ca_file: str) -> ssl.S
     except (OSError, ssl.SSLError) as exc:
         raise TLSConfigError(f"tls_ca_file {ca_file}: {_reason(exc)}") from None
     try:
-        context.load_cert_chain(cert_file, key_file)
+        # A callback, so that an encrypted key fails here instead of OpenSSL prompting
+        # for a pass phrase on a service's (absent) terminal.
+        context.load_cert_chain(cert_file, key_file, password=_no_pass_phrase(key_file))
+    except TLSConfigError:
+        raise
     except (OSError, ssl.SSLError) as exc:
         # OpenSSL's message ("key values mismatch", "PEM lib") never holds key material.
         raise TLSConfigError(
             f"tls_cert_file {cert_file} with tls_key_file {key_file}: {_reason(exc)}"
         ) from None
     return context
+
+
+def _no_pass_phrase(key_file: str) -> Callable[[], str]:
+    def refuse() -> str:
+        raise TLSConfigError(f"tls_key_file {key_file} is encrypted: give the node an "
+                             "unencrypted key (readable by its user only, mode 0600)")
+
+    return refuse
 
 
 def _reason(exc: Exception) -> str:

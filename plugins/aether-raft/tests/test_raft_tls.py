@@ -426,3 +426,18 @@ async def test_a_peer_hanging_up_right_after_the_handshake_is_a_clean_refusal(
         gc.collect()  # a writer left without a transport would fail in __del__ here
     finally:
         await b.close()
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(certs: dict[str, NodeFiles],
+                                                      tmp_path: Path) -> None:
+    # OpenSSL would otherwise ask for a pass phrase on the terminal and hang a service.
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(certs["a"].key.read_bytes(), password=None)
+    encrypted = tmp_path / "a-encrypted.key"
+    encrypted.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pass phrase 0123456789")))
+    with pytest.raises(ValueError, match=r"a-encrypted\.key is encrypted: give the node an "
+                                          r"unencrypted key"):
+        load(str(certs["a"].cert), str(encrypted), str(certs["a"].ca))
