@@ -30,6 +30,18 @@ class TestSqliteStorage(StorageContract):
         await store.close()
 
 
+class TestSqliteStorageUnderALog(StorageContract):
+    """What raft runs: commits without their own fsync, on the event loop."""
+
+    @pytest.fixture
+    async def storage(self, tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+        store = SqliteStorage(tmp_path / "aether.db")
+        await store.open()
+        await store.rely_on_log()
+        yield store
+        await store.close()
+
+
 async def test_sqlite_keeps_everything_across_reopen(tmp_path: Path) -> None:
     from aether_core.records import Write
 
@@ -52,4 +64,13 @@ async def test_sqlite_uses_wal_with_full_sync(tmp_path: Path) -> None:
     mode = await store._run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
     sync = await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
     assert (mode, sync) == ("wal", 2)
+    await store.close()
+
+
+async def test_sqlite_under_a_log_commits_with_normal_sync(tmp_path: Path) -> None:
+    store = SqliteStorage(tmp_path / "aether.db")
+    await store.open()
+    await store.rely_on_log()
+    sync = await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+    assert sync == 1  # NORMAL: atomic, not forced to disk; the raft log is
     await store.close()
