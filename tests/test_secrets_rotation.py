@@ -231,9 +231,15 @@ _WORKER = textwrap.dedent("""
 
 
 async def test_kill_9_in_the_middle_of_a_rewrap_then_resume(tmp_path: Path) -> None:
+    typed = {"host": "db1", "password": MARKER + "-field"}
     async with ConfigManager(SqliteStorage(tmp_path / "a.db")) as config:
         secrets = SecretManager(config, LocalKeyProvider(tmp_path / "secrets.keys"))
         values = await fill(secrets, 24)
+        # A typed config's secret field is wrapped under the same key.
+        await config.put_schema("typed", {"type": "object", "properties": {
+            "password": {"type": "string", "format": "password", "writeOnly": True}}},
+            bind=["typed/"])
+        await config.put("typed/svc", typed)
     script = tmp_path / "rotate.py"
     script.write_text(_WORKER)
     process = await asyncio.create_subprocess_exec(
@@ -270,6 +276,8 @@ async def test_kill_9_in_the_middle_of_a_rewrap_then_resume(tmp_path: Path) -> N
         assert finished is not None and finished.id == running.id
         assert finished.retired == ["1"]
         assert await key_versions_in_use(secrets) == {"2"}
+        assert (await config.get("typed/svc")).meta["sealed"]["key_version"] == "2"
+        assert (await config.reveal("typed/svc")).value == typed
         for name, value in values.items():
             assert (await secrets.reveal(name)).value == value
         raw = (tmp_path / "a.db").read_bytes() + b"".join(
