@@ -206,7 +206,7 @@ async def test_two_nodes_on_a_shared_redis_store_rotate_together(tmp_path: Path)
     except Exception as exc:
         pytest.fail(f"Redis is not reachable at {url} ({exc}); start it with "
                     "scripts/services.sh (or ./dev test)")
-    settings = RedisSettings(url=url, prefix=f"signing-{uuid.uuid4().hex[:8]}")
+    settings = RedisSettings(url=url, prefix=f"signing-{uuid.uuid4().hex[:8]}", feed_block=0.2)
     clock = Clock()
     stores = [RedisStorage(settings, node_name=f"node-{i}") for i in (1, 2)]
     configs = [ConfigManager(store, clock=clock) for store in stores]
