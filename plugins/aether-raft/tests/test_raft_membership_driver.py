@@ -15,6 +15,7 @@ from aether_raft.driver import NotApplied, RaftDriver
 from aether_raft.logstore import LogStore
 from aether_raft.members import ClusterOps, MembershipConflict
 from aether_raft.messages import ConfState, Message
+from aether_raft.node import snapshot_of
 
 from aether_core import MemoryStorage
 from aether_core.commands import PutConfig
@@ -80,6 +81,11 @@ async def test_a_joining_node_catches_up_by_snapshot_and_becomes_a_voter(tmp_pat
         assert leader.snapshots_taken >= 2
         assert leader.core.log.snapshot.index >= 2 * EVERY  # compacted as it applied
         assert all(d.snapshots_taken >= 2 for d in group.drivers.values())
+        # Built a batch at a time, the snapshot is byte for byte the storage contract's.
+        storage = leader.state_machine.storage
+        index, data = await snapshot_of(storage)
+        assert index == await storage.applied_index() and index >= 3 * EVERY
+        assert data == b"".join([chunk async for chunk in storage.snapshot()])
 
         joiner = group.add("n4", None)  # join: no bootstrap, an empty log
         assert joiner.core.conf.members() == ()
