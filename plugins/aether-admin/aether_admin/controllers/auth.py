@@ -100,7 +100,7 @@ class AuthController(Controller):
           summary="Rotate the JWT signing key online (every node verifies the new key "
                   "before any signs with it; the old one verifies until its tokens expire)")
     async def rotate_signing_key(self, request: Req,
-                                 data: JSONBody[RotateKeyIn] | None = None) -> SigningStatus:
+                                 data: JSONBody[RotateKeyIn | None] = None) -> SigningStatus:
         wanted = data or RotateKeyIn()
         auth = _jwt(context(request))
         if auth.signing is None:
