@@ -1,5 +1,7 @@
 """``aether up`` as a real process for end-to-end tests: one place for free ports, the
 command, start/ready/stop/kill/pause and the log, so each test writes only its manifest.
+
+httpx is imported where it is used: the kernel package imports no HTTP client.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import pytest
 
 
@@ -48,6 +49,8 @@ def aether_command() -> str:
 def until(what: str, check: Callable[[], Any], seconds: float, every: float = 0.05) -> Any:
     """Poll ``check`` until it returns something true; fail the test naming ``what``.
     A connection error counts as "not yet"."""
+    import httpx
+
     deadline = time.monotonic() + seconds
     last: Any = None
     while time.monotonic() < deadline:
@@ -97,6 +100,8 @@ class AetherProcess:
 
     def wait_ready(self, timeout: float = 30, path: str = "/ready") -> AetherProcess:
         """Wait until ``GET url+path`` answers 200; fail with the log if the process dies."""
+        import httpx
+
         def ready() -> bool:
             if not self.alive:
                 pytest.fail(f"aether up in {self.directory} exited: {self.output()[-3000:]}")
@@ -149,6 +154,8 @@ class AetherProcess:
 
     def login(self, username: str, password: str) -> dict[str, str]:
         """Authorization headers for ``username``, from ``POST /login``."""
+        import httpx
+
         response = httpx.post(f"{self.url}/login",
                               json={"username": username, "password": password}, timeout=10)
         assert response.status_code == 200, response.text
