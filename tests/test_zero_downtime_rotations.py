@@ -7,12 +7,13 @@ one after the other,
     promote),
 (d) a JWT signing-key rotation (new ``kid`` verified everywhere, then signing; the old
     one keeps verifying its tokens),
-(c) a key-encryption-key rotation (every data key re-wrapped online, the signing keys'
-    too).
+(c) a key-encryption-key rotation (every data key re-wrapped online: the secrets', the
+    signing keys' and the data key of a typed config's ``SecretStr`` field).
 
 Every request is token-authenticated; some clients keep the token they got before
 everything (signed by the old key), others refresh theirs all along (signed by
-whichever key is current), one logs in again and again. Asserted: at least 100
+whichever key is current), one logs in again and again; readers read a secret, a config
+under rollout and a typed config with its secret field revealed. Asserted: at least 100
 operations a second, 0 failed reads, 0 failed authentications, each read a value that
 was being served, and no client going back to an older secret once it saw the new one.
 (``tests/test_rollout_zero_downtime.py`` pins the rollout's per-client ordering in
@@ -39,6 +40,11 @@ PASSWORD = "zero-downtime-admin-pw"
 CLIENT_PASSWORD = "zero-downtime-client-pw"
 SIGNING_KEY = "zero-downtime-signing-key-0123456789abcdef"
 SECRET_OLD, SECRET_NEW = "db-password-old-7c1e", "db-password-new-93ab"
+#: The SecretStr field of a typed config (re-wrapped by the KEK rotation too).
+FIELD_SECRET = "typed-field-secret-4f0a"
+TYPED_SCHEMA = {"type": "object", "properties": {
+    "host": {"type": "string"},
+    "password": {"type": "string", "format": "password", "writeOnly": True}}}
 CONFIG_OLD, CONFIG_NEW = {"pool": 10}, {"pool": 20}
 STEADY, REFRESHING = 4, 4
 MIN_RATE = 100
@@ -81,7 +87,8 @@ listen = "127.0.0.1:{port}"
     finally:
         node.stop(check=False)
     output = node.output()
-    for secret in (SECRET_OLD, SECRET_NEW, SIGNING_KEY, PASSWORD, CLIENT_PASSWORD):
+    for secret in (SECRET_OLD, SECRET_NEW, FIELD_SECRET, SIGNING_KEY, PASSWORD,
+                   CLIENT_PASSWORD):
         assert secret not in output, "a secret reached the node's log"
 
 
@@ -172,6 +179,10 @@ async def test_clients_see_no_failure_through_all_four_rotations(node: str) -> N
         for i in range(20):  # something for the KEK rotation to re-wrap
             assert (await http.put(f"/secrets/app/extra-{i}", headers=admin,
                                    json={"value": f"x{i}"})).is_success
+        assert (await http.put("/schemas/typed", headers=admin, json={
+            "schema": TYPED_SCHEMA, "bind": ["typed/"]})).is_success
+        assert (await http.put("/configs/typed/db", headers=admin, json={
+            "value": {"host": "db1", "password": FIELD_SECRET}})).status_code == 201
         assert (await http.put("/configs/svc/api", headers=admin,
                                json={"value": CONFIG_OLD})).status_code == 201
         tokens = [await _login(http, "client", CLIENT_PASSWORD)
@@ -195,8 +206,12 @@ async def test_clients_see_no_failure_through_all_four_rotations(node: str) -> N
             config_path = f"/rollouts/config?name=svc/api&client=c-{i}"
             while not stop.is_set():
                 n += 1
-                secret_read, config_read = await conn.pipeline(
-                    [("GET", "/secrets/app/db/values"), ("GET", config_path)], token)
+                secret_read, config_read, typed_read = await conn.pipeline(
+                    [("GET", "/secrets/app/db/values"), ("GET", config_path),
+                     ("GET", "/configs/typed/db?reveal=true")], token)
+                typed = tally.check_raw(*typed_read, "typed config read")
+                if typed and typed["value"] != {"host": "db1", "password": FIELD_SECRET}:
+                    tally.failures.append("typed config read: wrong secret field")
                 values = tally.check_raw(*secret_read, "secret read")
                 if values:
                     seen = [v["value"] for v in values["values"]]
@@ -277,8 +292,11 @@ async def test_clients_see_no_failure_through_all_four_rotations(node: str) -> N
                     if not keys["rotating"] and keys["keyring"]["last"] is not None:
                         break
                     await asyncio.sleep(0.05)
-            # 21 secrets, and the signing keys (sealed under the same KEK).
+            # 21 secrets and the signing keys (sealed under the same KEK) ...
             assert keys["keyring"]["last"]["rewrapped"] >= 22, keys
+            # ... and the typed config's secret field: a version with the same value.
+            typed_head = await step("GET", "/configs/typed/db")
+            assert (typed_head["version"], typed_head["comment"]) == (2, "key rotation")
             await asyncio.sleep(1.0)  # refreshing clients now carry the new kid
             stop.set()
 
