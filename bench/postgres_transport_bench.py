@@ -1,10 +1,10 @@
-"""What the ``local`` transport's per-node lock costs writers of a shared Postgres store.
+"""What a per-node lock would cost writers of a shared Postgres store.
 
 ``ConfigManager.put`` (validation, head read, compare-and-set commit, watch hub) through
-the ``local`` transport as shipped — one command at a time per node — against the same
-transport with that lock bypassed (the database orders commands anyway, as it does
-between nodes). Only the second lets concurrent puts of one node reach the storage
-together and share a group commit.
+the ``local`` transport as shipped — over a shared store it applies commands
+concurrently (the database orders them, as it does between nodes), so concurrent puts
+of one node share a group commit — against the same transport forced to apply one
+command at a time, as it did before.
 
     .venv/bin/python bench/postgres_transport_bench.py [--dsn DSN] [--seconds 2] [--rounds 3]
 
@@ -30,13 +30,14 @@ from aether_core.records import CommitResult
 from aether_core.transport.local import LocalTransport
 
 
-class UnlockedTransport(LocalTransport):
-    """``local`` without its lock: commands of this node run concurrently."""
+class SerialTransport(LocalTransport):
+    """``local`` with its lock even over a shared store: one command at a time."""
 
     async def propose(self, command: Command) -> CommitResult:
         if self._state_machine is None:
             raise Unavailable("the transport is not started")
-        return await self._state_machine.apply(command)
+        async with self._lock:
+            return await self._state_machine.apply(command)
 
 
 async def puts_per_second(dsn: str, transport: LocalTransport, clients: int,
@@ -66,12 +67,12 @@ async def puts_per_second(dsn: str, transport: LocalTransport, clients: int,
 
 async def main(args: argparse.Namespace) -> None:
     print(f"load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
-    print("| round | clients | local (lock) puts/s | lock bypassed puts/s |")
+    print("| round | clients | one at a time (lock) puts/s | shipped (concurrent) puts/s |")
     print("|---:|---:|---:|---:|")
     for r in range(1, args.rounds + 1):
         for clients in (1, 8):
-            locked = await puts_per_second(args.dsn, LocalTransport(), clients, args.seconds)
-            unlocked = await puts_per_second(args.dsn, UnlockedTransport(), clients,
+            locked = await puts_per_second(args.dsn, SerialTransport(), clients, args.seconds)
+            unlocked = await puts_per_second(args.dsn, LocalTransport(), clients,
                                              args.seconds)
             print(f"| {r} | {clients} | {locked:,.0f} | {unlocked:,.0f} |", flush=True)
     print(f"load {os.getloadavg()[0]:.2f}")
