@@ -51,6 +51,10 @@ class RunConfig:
     min_rate: float = 50.0  #: below this the run is invalid
     write_ratio: float = 0.5
     op_timeout: float = 2.0
+    #: ``stale`` makes the clients' gets skip the read barrier: the negative control,
+    #: whose history a partition must make non-linearizable. Final reads stay
+    #: linearizable.
+    read_consistency: str = "linearizable"
     settle_seconds: float = 30.0
     seed: int = 0
 
@@ -240,12 +244,13 @@ class Run:
         self.history.append(Operation(client=client, called=called, returned=None, op="put",
                                       key=key, value=token, id=self._next_id()))
 
-    async def get(self, client: int, member: Member, key: str) -> bool:
+    async def get(self, client: int, member: Member, key: str,
+                  consistency: str = "linearizable") -> bool:
         called = time.monotonic()
         try:
             response = await self.cluster.http.get(
                 f"{member.url}/configs/{key}", headers=self.cluster.auth(),
-                timeout=self.config.op_timeout)
+                params={"consistency": consistency}, timeout=self.config.op_timeout)
         except httpx.HTTPError:
             self.report.reads_failed += 1
             return False
@@ -285,7 +290,7 @@ class Run:
                 seq += 1
                 await self.put(index, member, key, f"{self.config.prefix}-c{index}-{seq}")
             else:
-                await self.get(index, member, key)
+                await self.get(index, member, key, self.config.read_consistency)
 
     # -- the run -----------------------------------------------------------------------
 
