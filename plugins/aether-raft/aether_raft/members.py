@@ -122,7 +122,7 @@ class ClusterOps:
     def _members(self) -> dict[str, Any]:
         core = self.driver.core
         conf = core.conf
-        addresses = {**self.peers, **dict(conf.addresses)}
+        addresses = {**dict(conf.addresses), **self.peers}
         return {
             "voters": {n: addresses.get(n) for n in conf.voters},
             "learners": {n: addresses.get(n) for n in conf.learners},

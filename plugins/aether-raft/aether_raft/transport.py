@@ -217,10 +217,11 @@ class RaftTransport(Transport):
 
     def _conf_changed(self, conf: ConfState) -> None:
         """Connect to the members of ``conf`` (the manifest's peers until a joining node
-        has learnt the configuration)."""
+        has learnt the configuration). This node's manifest wins over the address a
+        member was added with: it says how *this* node reaches it (a proxy, a NAT)."""
         if not isinstance(self.network, MemberNetwork) or not conf.members():
             return
-        known = {**self.settings.peers, **dict(conf.addresses)}
+        known = {**dict(conf.addresses), **self.settings.peers}
         self.network.set_peers({m: known[m] for m in conf.members()
                                 if m != self.node_name and m in known})
 
