@@ -2,7 +2,7 @@
 (``aether up`` + the client SDK's typed bindings) and through etcd's watch, in one run.
 
     .venv/bin/python bench/hot_reload_bench.py [--writes 1000] [--many 1000]
-        [--many-writes 1000] [--procs 1] [--no-etcd]
+        [--many-writes 200] [--procs 1] [--readers sdk,raw] [--skip-one] [--no-etcd]
 
 For each write the writer notes the moment its PUT was answered (the write is durable
 and acknowledged), then waits until every watcher's callback has seen that version
@@ -21,7 +21,10 @@ one ``POST /v3/watch`` stream per watcher, callback on each event.
 
 Watchers live in ``--procs`` processes (default 1) besides the server and the writer,
 all on the same cores: with many watchers the watchers' own parsing is part of what is
-measured. Say so next to any figure.
+measured. Say so next to any figure. ``--readers raw`` replaces the HTTP clients with
+bare asyncio socket readers that only find each event's version in the bytes (for
+Aether and etcd alike), so what is left is the server's cost; each row also reports the
+CPU the server and the watcher processes spent per write.
 """
 
 from __future__ import annotations
