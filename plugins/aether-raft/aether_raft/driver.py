@@ -403,6 +403,13 @@ class RaftDriver:
             if self.on_conf is not None:
                 self.on_conf(core.conf)
 
+    def halt(self, error: Unavailable) -> None:
+        """Serve nothing more (this node was removed from the cluster): every waiter and
+        every later request gets ``error``; the loop goes on but nothing waits on it."""
+        if self.failure is None:
+            self.failure = error
+            self._fail_all(error)
+
     def _fail_all(self, error: Unavailable) -> None:
         for _, future in self._proposals.values():
             if not future.done():

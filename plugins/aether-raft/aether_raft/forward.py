@@ -56,7 +56,16 @@ class ClusterOpReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", t
     result: dict[str, Any] = {}
 
 
-PeerFrame = Message | Forward | ForwardReply | ClusterOp | ClusterOpReply
+class Removed(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="removed"):
+    """The leader to a node whose removal it committed: stop serving (the node would
+    not learn it from the log, which it no longer receives)."""
+
+    src: str
+    dst: str
+    term: int
+
+
+PeerFrame = Message | Forward | ForwardReply | ClusterOp | ClusterOpReply | Removed
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(PeerFrame)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aether_core.errors import AetherError, BadRequest, NotFound, Unavailable
@@ -112,8 +113,11 @@ class ClusterOps:
     """The operations as the leader runs them."""
 
     def __init__(self, driver: RaftDriver, *, leader_wait: float, catch_up_wait: float,
-                 transfer_wait: float, peers: dict[str, str]) -> None:
+                 transfer_wait: float, peers: dict[str, str],
+                 removed: Callable[[str], None] | None = None) -> None:
         self.driver = driver
+        #: Called with a node's name once its removal is committed (to tell it).
+        self.removed = removed
         self.leader_wait = leader_wait
         self.transfer_wait = transfer_wait
         self.catch_up_wait = catch_up_wait
@@ -168,6 +172,8 @@ class ClusterOps:
             raise NotFound(f"{node} is not a member of the cluster")
         await self._committed_term()
         await self.driver.change_membership(ConfChangeOp.REMOVE, node)
+        if self.removed is not None and node != core.id:
+            self.removed(node)
         return {"node": node, "removed": True, **self._members()}
 
     async def transfer(self, target: str | None) -> dict[str, Any]:

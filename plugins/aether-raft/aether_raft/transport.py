@@ -37,7 +37,14 @@ from aether_core.transport.base import LeaderInfo, Transport, TransportSettings
 from aether_raft import tls as peer_tls
 from aether_raft.core import RaftConfig, Role
 from aether_raft.driver import NotApplied, RaftDriver
-from aether_raft.forward import ClusterOp, ClusterOpReply, Forward, ForwardReply, PeerFrame
+from aether_raft.forward import (
+    ClusterOp,
+    ClusterOpReply,
+    Forward,
+    ForwardReply,
+    PeerFrame,
+    Removed,
+)
 from aether_raft.logstore import LogStore
 from aether_raft.members import ERRORS, ClusterOps, MemberNetwork, MembershipConflict
 from aether_raft.messages import ConfState, Message
@@ -196,7 +203,8 @@ class RaftTransport(Transport):
                                  snapshot_every=s.snapshot_every, on_conf=self._conf_changed)
         self.cluster_ops = ClusterOps(
             self.driver, leader_wait=self._leader_wait, catch_up_wait=CATCH_UP_SECONDS,
-            transfer_wait=4 * s.election_timeout_ms / 1000, peers=s.peers)
+            transfer_wait=4 * s.election_timeout_ms / 1000, peers=s.peers,
+            removed=self._tell_removed)
         # With a secret (or TLS) but no peers, a one-node cluster still listens, so that
         # `aether cluster add` can grow it.
         if s.peers or s.cluster_secret is not None or s.tls is not None:
@@ -225,6 +233,10 @@ class RaftTransport(Transport):
         self.network.set_peers({m: known[m] for m in conf.members()
                                 if m != self.node_name and m in known})
 
+    def _tell_removed(self, node: str) -> None:
+        if self.network is not None and self.driver is not None:
+            self.network.send(Removed(src=self.node_name, dst=node, term=self.driver.core.term))
+
     def _driver(self) -> RaftDriver:
         if self.driver is None:
             raise Unavailable("the raft transport is not started")
@@ -250,6 +262,7 @@ class RaftTransport(Transport):
 
     async def _await_leader(self) -> str:
         driver = self._driver()
+        driver.check()  # a stopped (or removed) node forwards nothing either
         try:
             async with asyncio.timeout(self._leader_wait):
                 while driver.core.leader is None:
@@ -297,6 +310,14 @@ class RaftTransport(Transport):
             waiting = self._forwards.get(message.id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
+        elif isinstance(message, Removed):
+            driver = self.driver
+            # Only the leader we know, in our term or later, can tell us.
+            if driver is not None and message.term >= driver.core.term \
+                    and message.src == driver.core.leader:
+                log.warning("raft.removed", by=message.src, term=message.term)
+                driver.halt(Unavailable(f"{self.node_name} was removed from the cluster; "
+                                        "use another node"))
         elif isinstance(message, ClusterOp):
             self._spawn(self._serve_op(message))
         elif isinstance(message, ClusterOpReply):

@@ -99,6 +99,13 @@ def test_add_a_node_promote_it_transfer_leadership_to_it_and_remove_it(tmp_path:
         removed = httpx.delete(f"{node4.url}/cluster/members/node-4", headers=auth, timeout=30)
         assert removed.status_code == 200, removed.text
         assert set(removed.json()["voters"]) == {"node-1", "node-2", "node-3"}
+        # The leader told node-4: it stops serving at once (no request waits on it).
+        until("node-4 not ready once removed", lambda: httpx.get(
+            f"{node4.url}/ready", timeout=5).status_code == 503, 10)
+        refused = httpx.put(f"{node4.url}/configs/app/db", headers=auth, timeout=15,
+                            json={"value": {"port": -1}})
+        assert "was removed from the cluster" in _problem(refused, 503)["detail"]
+        assert '"raft.removed"' in node4.output()
         node4.stop()
         founders = [c["node-1"], c["node-2"], c["node-3"]]
         c.leader(among=founders)
