@@ -74,8 +74,10 @@ def aether_command() -> str:
 class Timing:
     election_timeout_ms: int = 1000
     heartbeat_interval_ms: int = 100
-    #: Short, so a request on a node without a leader answers 503 instead of hanging.
-    leader_wait_ms: int = 3000
+    #: The default. It also bounds a node's start-up (the admin bootstrap is a write):
+    #: at 3 s a node of 5 started on this loaded machine sometimes gave up while the
+    #: first elections settled. Clients give up sooner anyway (``op_timeout``).
+    leader_wait_ms: int = 15_000
 
 
 class Member:
@@ -200,9 +202,24 @@ class FaultCluster:
         for other in list(self.members):
             for src, dst in ((name, other), (other, name)):
                 if src != dst and (src, dst) not in self.links:
-                    proxy = LinkProxy(f"{src}->{dst}", self.members[dst].listen)
-                    await proxy.start()
+                    proxy = await self._proxy(f"{src}->{dst}", self.members[dst].listen)
                     self.links[(src, dst)] = proxy
+
+    async def _proxy(self, name: str, target: str) -> LinkProxy:
+        """A started proxy whose port is none of the members' ports: those were only
+        probed free (the nodes bind them later), so the OS may hand one out again."""
+        reserved = {p for m in self.members.values() for p in (m.api_port, m.raft_port)}
+        held = []
+        try:
+            while True:
+                proxy = LinkProxy(name, target)
+                await proxy.start()
+                if proxy.port not in reserved:
+                    return proxy
+                held.append(proxy)  # keep it bound while trying again, then let it go
+        finally:
+            for proxy in held:
+                await proxy.close()
 
     def _peer_addresses(self, name: str) -> dict[str, str]:
         return {dst: proxy.address for (src, dst), proxy in self.links.items()
@@ -247,12 +264,11 @@ class FaultCluster:
         holds one address per added node, the same for every member."""
         api, raft = free_ports(2)
         member = Member(self.root, name, api, raft)
-        for other, target in self.members.items():
-            proxy = LinkProxy(f"{name}->{other}", target.listen)
-            await proxy.start()
-            self.links[(name, other)] = proxy
+        others = list(self.members.items())
+        self.members[name] = member  # first, so its ports are kept from the proxies
+        for other, target in others:
+            self.links[(name, other)] = await self._proxy(f"{name}->{other}", target.listen)
         member.write_manifest(self._peer_addresses(name), self.timing, join=True)
-        self.members[name] = member
         return member
 
     async def add_member(self, member: Member, via: Member, seconds: float = 40.0
