@@ -123,6 +123,8 @@ class RaftDriver:
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
 
         def request() -> None:  # runs in the driver task, never between ready and advance
+            if future.done():  # the caller gave up (timeout, cancel) meanwhile
+                return
             try:
                 index = self.core.propose(data)
             except RaftError as exc:
@@ -143,6 +145,8 @@ class RaftDriver:
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
         def request() -> None:
+            if future.done():  # the caller gave up (timeout, cancel) meanwhile
+                return
             try:
                 index = self.core.propose(data)
             except RaftError as exc:
@@ -180,6 +184,8 @@ class RaftDriver:
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
         def request() -> None:
+            if future.done():  # the caller gave up (timeout, cancel) meanwhile
+                return
             try:
                 index = self.core.propose_conf_change(op, node, address)
             except ConfChangeRejected as exc:
@@ -200,6 +206,8 @@ class RaftDriver:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def request() -> None:
+            if future.done():  # the caller gave up (timeout, cancel) meanwhile
+                return
             try:
                 self.core.transfer_leadership(target)
             except ConfChangeRejected as exc:
@@ -250,6 +258,8 @@ class RaftDriver:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         def request() -> None:
+            if future.done():  # the caller gave up (timeout, cancel) meanwhile
+                return
             try:
                 self.core.read_index(ctx)
             except RaftError as exc:

@@ -84,3 +84,32 @@ async def test_three_drivers_elect_replicate_and_survive_a_leader_crash(tmp_path
         assert all(d.failure is None for d in drivers.values()), [
             repr(d.failure) for d in drivers.values()
         ]
+
+
+async def test_a_request_whose_caller_gave_up_does_not_stop_the_driver(tmp_path: Path) -> None:
+    # A read that times out before the driver task runs its request leaves a cancelled
+    # future behind; answering it "not the leader" once raised InvalidStateError inside
+    # the driver loop and stopped the node for good (found by the fault runs).
+    store = LogStore(str(tmp_path))
+    store.open()
+    conf = ConfState(("n1", "n2", "n3"))
+    boot = bootstrap(conf)
+    store.save(None, boot.entries)
+    store.save(HardState(boot.term, None))
+    core = RaftCore("n1", store.open(), random.Random(1), RaftConfig(election_ticks=10))
+    driver = RaftDriver(core, store, StateMachine(MemoryStorage()), lambda m: None,
+                        tick_seconds=0.01)
+    driver.start()
+    try:
+        reader = asyncio.create_task(driver.read_barrier())
+        await asyncio.sleep(0)  # the reader queued its request; the driver has not run
+        reader.cancel()  # ... and gives up before the driver gets to it
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        await asyncio.sleep(0.05)  # the driver runs the abandoned request
+        assert driver.failure is None
+        with pytest.raises(Unavailable, match="not the leader"):
+            await driver.propose(PutConfig(name="app/x", value=1))
+    finally:
+        await driver.close()
+        store.close()
