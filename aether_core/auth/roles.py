@@ -28,6 +28,7 @@ ACTIONS = (
     "secrets:write",
     "users:admin",
     "auth:keys",
+    "cluster:admin",
 )
 
 
