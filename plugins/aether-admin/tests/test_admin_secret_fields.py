@@ -178,9 +178,3 @@ async def test_the_sse_watch_stream_carries_only_the_placeholder(
         await listener.stop()
         await auth.close()
         await manager.close()
-        # The watch controller caches SSE frames by revision in a module-level dict
-        # shared by every app in the process; a later test's server at the same
-        # revisions would be sent this test's frames. Clear it behind us.
-        from aether_admin.controllers import watch
-
-        watch._FRAMES.clear()

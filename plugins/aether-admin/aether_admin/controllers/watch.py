@@ -40,18 +40,22 @@ _DECISIONS = 4096
 
 
 #: Frames by revision: with many streams open, each event is encoded once, not per stream.
-_FRAMES: dict[int, bytes] = {}
+#: The hub hands every stream the same event object, so a hit is an identity check; the
+#: event is kept with its frame because one process may serve several stores (tests,
+#: embedding), whose revision numbers mean different events.
+_FRAMES: dict[int, tuple[ChangeEvent, bytes]] = {}
 _FRAME_CACHE = 4096
 
 
 def _frame(event: ChangeEvent) -> bytes:
-    frame = _FRAMES.get(event.revision)
-    if frame is None:
-        frame = (b"id: %d\nevent: %s\ndata: " % (event.revision, event.type.encode())
-                 + msgspec.json.encode(event) + b"\n\n")
-        if len(_FRAMES) >= _FRAME_CACHE:
-            _FRAMES.pop(next(iter(_FRAMES)))  # oldest first: dicts keep insertion order
-        _FRAMES[event.revision] = frame
+    cached = _FRAMES.get(event.revision)
+    if cached is not None and (cached[0] is event or cached[0] == event):
+        return cached[1]
+    frame = (b"id: %d\nevent: %s\ndata: " % (event.revision, event.type.encode())
+             + msgspec.json.encode(event) + b"\n\n")
+    if cached is None and len(_FRAMES) >= _FRAME_CACHE:
+        _FRAMES.pop(next(iter(_FRAMES)))  # oldest first: dicts keep insertion order
+    _FRAMES[event.revision] = (event, frame)
     return frame
 
 
