@@ -4,6 +4,12 @@
 is validated first and, when valid, replaces the old one in a single reference
 assignment, so a reader (in any thread) sees the old object or the new one, never a mix.
 An invalid version is not applied; it is logged and reported to the server as a nack.
+
+A model with ``SecretStr`` fields (at any depth) is read revealed: the server shows
+``**********`` in their place everywhere else, events included, so each version is read
+again with ``?version=N&reveal=true`` (``secrets:read``). A version that cannot be
+revealed (403) is refused like an invalid one, and the placeholder is never applied as
+a secret. Such bindings are never cached on disk (no plaintext secret on disk).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from aether_client.cache import CachedValue
 from aether_client.errors import ApiError, ClientError, Compacted
 from aether_client.records import Change, ConfigRecord, WatchEvent
+from aether_client.secret_fields import has_secret_fields, placeholder_paths
 from aether_client.stream import transient
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ class Binding(Generic[M]):
         self.refused: dict[int, list[dict[str, str]]] = {}
         #: True after the config was deleted on the server (the value stays).
         self.deleted = False
+        #: The model has ``SecretStr`` fields: values are read revealed, never cached.
+        self.secret = has_secret_fields(model)
 
     def __repr__(self) -> str:
         return f"Binding({self.name!r}, {self.model.__name__}, version={self.version})"
@@ -96,8 +105,10 @@ class Binding(Generic[M]):
     async def load(self, default: M | None) -> int | None:
         """The first value: the server's, else the cache's, else ``default``. Returns the
         revision to follow from (None: read the server again when it answers)."""
+        if self.secret:
+            self._discard_cache()
         try:
-            record = await self._client.snapshot(self.name)
+            record, refusal = await self._latest()
         except ClientError as exc:
             if not transient(exc):
                 raise
@@ -109,15 +120,23 @@ class Binding(Generic[M]):
             if default is not None:
                 self._set(default, 0, 0, "default")
                 return None
+            never = " (a model with secret fields is never cached)" if self.secret else ""
             raise ClientError(f"config {self.name!r}: {exc.detail}, and no cached value "
-                              "to start from") from None
+                              f"to start from{never}") from None
         if record is not None:
             self.seen_version = record.version
-            if self._accept(record.value, record.version, record.revision, "server"):
+            if refusal is not None:
+                self._refuse(record.version, self._unrevealed(refusal))
+            elif self._accept(record.value, record.version, record.revision, "server"):
                 self._save(record.version, record.revision)
                 return record.revision
             if self._from_cache() is not None:
                 return record.revision
+            if default is None and refusal is not None:
+                raise ClientError(
+                    f"config {self.name!r}: {self.model.__name__} has secret fields and "
+                    f"this client may not reveal them (needs secrets:read on the name): "
+                    f"{refusal.detail}")
             if default is None:
                 errors = "; ".join(f"{e['path']}: {e['message']}"
                                    for e in self.refused[record.version])
@@ -130,8 +149,34 @@ class Binding(Generic[M]):
         self._set(default, 0, 0, "default")
         return None
 
+    async def _latest(self) -> tuple[ConfigRecord | None, ApiError | None]:
+        """The latest record (None: no such config), revealed when the model has secret
+        fields; when the reveal is refused (403), the redacted record with the refusal."""
+        if not self.secret:
+            return await self._client.snapshot(self.name), None
+        try:
+            return await self._client.snapshot(self.name, reveal=True), None
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return await self._client.snapshot(self.name), exc
+
+    def _unrevealed(self, exc: ApiError) -> list[dict[str, str]]:
+        why = " (needs secrets:read)" if exc.status == 403 else ""
+        return [{"path": "", "message": f"{self.model.__name__} has secret fields and "
+                 f"their values could not be revealed{why}: {exc.detail}"}]
+
+    def _discard_cache(self) -> None:
+        """A file from before the model had secret fields holds placeholders (or, from an
+        older SDK, anything): never start from it, and do not keep it."""
+        cache = self._client.cache
+        if cache is not None:
+            cache.discard(self.name)
+
     def _from_cache(self) -> CachedValue | None:
         cache = self._client.cache
+        if self.secret:  # never written for such a model, see _save
+            return None
         cached = cache.load(self.name) if cache else None
         if cached is None:
             return None
@@ -153,6 +198,13 @@ class Binding(Generic[M]):
         except ValidationError as exc:
             self._refuse(version, model_errors(exc))
             return False
+        if self.secret:
+            unrevealed = placeholder_paths(value)
+            if unrevealed:  # a redacted value: applying it would replace the secrets
+                self._refuse(version, [{"path": path, "message": "holds the server's "
+                                        "placeholder, not a secret (value not revealed)"}
+                                       for path in unrevealed])
+                return False
         self._set(value, version, revision, source)
         self.deleted = False
         return True
@@ -178,8 +230,8 @@ class Binding(Generic[M]):
 
     def _save(self, version: int, revision: int) -> None:
         cache, current = self._client.cache, self._current
-        if cache is None or current is None:
-            return
+        if cache is None or current is None or self.secret:
+            return  # secret plaintext never goes to disk (and the placeholder is no value)
         try:
             cache.save(CachedValue(self.name, version, revision,
                                    current.value.model_dump(mode="json")))
@@ -196,9 +248,9 @@ class Binding(Generic[M]):
                 if since is None:
                     since = await self._resync()
                 async for event in self._client.watch(self.name, since):
-                    since = event.revision
                     if event.name == self.name:  # the prefix also matches longer names
                         await self.offer(event)
+                    since = event.revision  # after the offer: a failed one is read again
             except Compacted as exc:
                 log.info("resume point compacted; re-reading the config", config=self.name,
                          oldest=exc.oldest_revision)
@@ -213,27 +265,41 @@ class Binding(Generic[M]):
     async def _resync(self) -> int:
         backoff = self._client.backoff
         revision = await backoff.call(self._client.revision)  # before the read: no gap
-        record: ConfigRecord | None = await backoff.call(
-            lambda: self._client.snapshot(self.name))
+        record, refusal = await backoff.call(self._latest)
         if record is None:
             return revision
         await self.offer(WatchEvent(revision=record.revision, type="put", kind="config",
                                     name=record.name, version=record.version,
-                                    value=record.value))
+                                    value=record.value), revealed=refusal is None)
         return record.revision
 
-    async def offer(self, event: WatchEvent) -> None:
-        """Apply ``event`` if it is newer than anything seen and valid for the model."""
+    async def offer(self, event: WatchEvent, *, revealed: bool = False) -> None:
+        """Apply ``event`` if it is newer than anything seen and valid for the model.
+        With secret fields, the version is read again revealed unless ``revealed`` says
+        ``event.value`` already is (an event carries placeholders)."""
         if event.version <= self.seen_version:
             return
-        self.seen_version = event.version
         if event.type == "delete":
+            self.seen_version = event.version
             self.deleted = True
             log.warning("config deleted on the server; the running value stays",
                         config=self.name, version=event.version)
             return
+        value = event.value
+        if self.secret and not revealed:
+            try:  # transient failures are retried; they escape only with give_up_after
+                record = await self._client.backoff.call(
+                    lambda: self._client.get(self.name, event.version, reveal=True))
+            except ApiError as exc:
+                if transient(exc):
+                    raise
+                self.seen_version = event.version
+                self._refuse(event.version, self._unrevealed(exc))
+                return
+            value = record.value
+        self.seen_version = event.version
         previous = self._current.value if self._current else None
-        if not self._accept(event.value, event.version, event.revision, "server"):
+        if not self._accept(value, event.version, event.revision, "server"):
             return
         change = Change(self.name, event.version, event.revision, self.value, previous)
         for callback in list(self._callbacks):

@@ -59,6 +59,16 @@ class ValueCache:
                         error=type(exc).__name__)
             return None
 
+    def discard(self, name: str) -> None:
+        """Forget the value of ``name`` (no file: nothing to do)."""
+        try:
+            self.path(name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove a cached value", config=name,
+                        error=type(exc).__name__)
+
     def save(self, entry: CachedValue) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = json.dumps({"name": entry.name, "version": entry.version,

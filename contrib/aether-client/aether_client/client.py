@@ -204,15 +204,22 @@ class AsyncAetherClient:
             return {}
         return {"If-Match": "*" if version == "*" else f'"{version}"'}
 
-    async def get(self, name: str, version: int | None = None) -> ConfigRecord:
+    async def get(self, name: str, version: int | None = None, *, reveal: bool = False
+                  ) -> ConfigRecord:
         """Version ``version`` of ``name``; without one, the version this client should
-        run: the candidate of a staged rollout when ``client_id`` is inside its fraction."""
-        if version is None:
+        run: the candidate of a staged rollout when ``client_id`` is inside its fraction.
+
+        :param reveal: the plaintext of ``SecretStr`` fields instead of ``**********``
+            (needs ``secrets:read`` on ``name``; without ``version``: the latest version,
+            not a rollout's candidate)."""
+        if version is None and not reveal:
             response = await self.request("GET", "/rollouts/config", params={
                 "name": name, "client": self.client_id[:128]})
             return ConfigRecord.from_json(response.json())
-        response = await self.request("GET", f"/configs/{_path(name)}",
-                                      params={"version": version})
+        params: dict[str, Any] = {} if version is None else {"version": version}
+        if reveal:
+            params["reveal"] = "true"
+        response = await self.request("GET", f"/configs/{_path(name)}", params=params)
         return ConfigRecord.from_json(response.json())
 
     async def put(
@@ -332,6 +339,9 @@ class AsyncAetherClient:
         (one reference swap) and runs the ``on_change`` callbacks; an invalid one is
         not applied and is reported to the server as a nack.
 
+        A model with ``SecretStr`` fields is read revealed (``secrets:read``; a refusal
+        is a nack, never the placeholder applied) and is never cached on disk.
+
         :param on_change: a first callback, registered before the binding starts to
             follow (so not even the first change after the initial value is missed).
         :raises ClientError: no value from the server, the cache or ``default``.
@@ -351,10 +361,10 @@ class AsyncAetherClient:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def snapshot(self, name: str) -> ConfigRecord | None:
+    async def snapshot(self, name: str, *, reveal: bool = False) -> ConfigRecord | None:
         """The latest version, or None when the config does not exist."""
         try:
-            return await self.get(name)
+            return await self.get(name, reveal=reveal)
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -45,6 +45,10 @@ use = "sqlite"
 [transport]
 use = "local"
 
+# Typed configs with SecretStr fields need a key provider (test_client_secret_binding).
+[secrets]
+key_provider = "local"
+
 [auth]
 use = "jwt"
 signing_key = "${{env:AETHER_SIGNING_KEY}}"
