@@ -107,6 +107,8 @@ async def test_binding_reads_secret_fields_revealed_and_never_caches_them(
         assert binding.value.workers == 2 and [ch.version for ch in changes] == [2]
         assert changes[0].previous is not None
         assert changes[0].previous.db.password.get_secret_value() == FIRST
+        # ?version=N&reveal=true reveals that version's own secret, not the latest.
+        assert (await c.get(name, 1, reveal=True)).value["db"]["password"] == FIRST
 
         # A redacted value is never applied, even when offered as if revealed.
         await binding.offer(WatchEvent(revision=10**9, type="put", kind="config", name=name,
