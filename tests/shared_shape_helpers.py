@@ -8,11 +8,7 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from aether_core.testing.processes import AetherProcess, free_port
+from aether_core.testing.processes import aether_command as aether
+
 ROOT = Path(__file__).resolve().parent.parent
 MOTO_SERVER = ROOT / "plugins" / "aether-s3" / "tests" / "moto_serialized.py"
 PASSWORD = "shared-shape-admin-password"
@@ -29,21 +28,6 @@ SIGNING_KEY = "shared-shape-signing-key-0123456789abcdef0123"
 PG_DSN = os.environ.get("AETHER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 S3_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def aether() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    assert which, "the aether command is not installed (pip install -e .)"
-    return which
 
 
 def node_env() -> dict[str, str]:
@@ -169,65 +153,18 @@ def require_services(kind: str) -> None:
                         "scripts/services.sh", pytrace=False)
 
 
-class Node:
+class Node(AetherProcess):
     """``aether up`` in ``directory`` with the given storage, on a free loopback port."""
 
     def __init__(self, directory: Path, name: str, storage: str) -> None:
-        self.directory = directory
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "aether.toml").write_text(manifest(name, storage, self.port))
-
-    def start(self, timeout: float = 30) -> Node:
-        return self.launch().wait_ready(timeout)
-
-    def launch(self) -> Node:
-        """Start the process without waiting (to start several nodes at once)."""
-        self.log = open(self.directory / "node.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [aether(), "up", "-m", "aether.toml", "--log-format", "json"],
-            cwd=self.directory, env=node_env(), stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> Node:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"aether up exited: {self.output()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"aether up did not become ready in {timeout} s: {self.output()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail("aether up did not stop within 15 s of SIGTERM")
-        finally:
-            self.log.close()
-        assert code == 0, self.output()[-2000:]
-
-    def output(self) -> str:
-        return (self.directory / "node.log").read_text(errors="replace")
+        super().__init__(directory, manifest(name, storage, self.port),
+                         url=f"http://127.0.0.1:{self.port}",
+                         env={"AETHER_ADMIN_PASSWORD": PASSWORD,
+                              "AETHER_SIGNING_KEY": SIGNING_KEY})
 
     def headers(self) -> dict[str, str]:
-        response = httpx.post(f"{self.url}/login", json={"username": "admin",
-                                                          "password": PASSWORD}, timeout=10)
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+        return self.login("admin", PASSWORD)
 
 
 class Watcher:
