@@ -69,8 +69,8 @@ class AetherProcess:
     """``aether up -m aether.toml`` run in ``directory`` (the manifest is written there),
     its output appended to ``directory/out.log``. ``url`` is the admin API, if any."""
 
-    def __init__(self, directory: Path, manifest: str, *, env: Mapping[str, str] | None = None,
-                 url: str | None = None) -> None:
+    def __init__(self, directory: Path, manifest: str | None = None, *,
+                 env: Mapping[str, str] | None = None, url: str | None = None) -> None:
         self.directory = directory
         self.url = url or ""
         self.env = dict(env or {})
@@ -78,7 +78,8 @@ class AetherProcess:
         self.log_path = directory / "out.log"
         self._log: IO[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        self.write_manifest(manifest)
+        if manifest is not None:
+            self.write_manifest(manifest)
 
     def write_manifest(self, text: str) -> None:
         (self.directory / "aether.toml").write_text(text)

@@ -8,18 +8,16 @@ proxy on every link.)
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from aether_core.testing.processes import AetherProcess, free_ports, until
+from aether_core.testing.processes import aether_command as aether
 
 PASSWORD = "raft-e2e-admin-password"
 SIGNING_KEY = "raft-e2e-signing-key-0123456789abcdef0123"
@@ -27,55 +25,20 @@ CLUSTER_SECRET = "raft-e2e-cluster-secret-0123456789"
 SECRETS = (PASSWORD, SIGNING_KEY, CLUSTER_SECRET)
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def aether() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    assert which, "the aether command is not installed (pip install -e .)"
-    return which
-
-
-def until(what: str, check: Callable[[], Any], seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except httpx.TransportError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    pytest.fail(f"{what} within {seconds:g} s (last: {last!r})")
-
-
-class Member:
+class Member(AetherProcess):
     def __init__(self, root: Path, name: str, api: int, raft: int) -> None:
+        super().__init__(root / name, url=f"http://127.0.0.1:{api}",
+                         env={"AETHER_ADMIN_PASSWORD": PASSWORD,
+                              "AETHER_SIGNING_KEY": SIGNING_KEY,
+                              "AETHER_CLUSTER_SECRET": CLUSTER_SECRET})
         self.name = name
-        self.dir = root / name
-        self.dir.mkdir()
-        self.url = f"http://127.0.0.1:{api}"
         self.api = api
         self.listen = f"127.0.0.1:{raft}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = self.dir / "out.log"
 
     def configure(self, peers: dict[str, str], *, join: bool = False, extra: str = "",
                   leader_wait_ms: int = 30_000) -> None:
         listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
-        (self.dir / "aether.toml").write_text(f"""
+        self.write_manifest(f"""
 [node]
 name = "{self.name}"
 data_dir = "data"
@@ -104,17 +67,8 @@ use = "admin"
 listen = "127.0.0.1:{self.api}"
 """)
 
-    def start(self) -> None:
-        env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
-               "AETHER_SIGNING_KEY": SIGNING_KEY, "AETHER_CLUSTER_SECRET": CLUSTER_SECRET}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [aether(), "up", "-m", "aether.toml", "--log-format", "json"],
-                cwd=self.dir, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def start(self) -> None:  # type: ignore[override]  # the cluster waits for them all
+        self.launch()
 
     def ready(self) -> dict[str, Any] | None:
         assert self.proc is not None
@@ -124,24 +78,17 @@ listen = "127.0.0.1:{self.api}"
         body: dict[str, Any] = response.json()
         return body if response.status_code == 200 and body.get("leader") else None
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 20) -> None:  # type: ignore[override]
         """SIGTERM (graceful: a leader hands over first); kill -9 if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._close_log()
 
     def get(self, path: str, auth: dict[str, str], **kw: Any) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", headers=auth, timeout=kw.pop("timeout", 10), **kw)

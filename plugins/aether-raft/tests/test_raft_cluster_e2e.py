@@ -65,7 +65,7 @@ def test_three_aether_up_processes_replicate_and_survive_a_leader_kill(
     assert set(view["peers"]) == set(NAMES) - {leader}
     assert httpx.get(f"{first.url}/cluster", timeout=10).status_code == 401
     shown = subprocess.run(
-        [aether(), "cluster", "status", "--url", first.url], cwd=first.dir, timeout=60,
+        [aether(), "cluster", "status", "--url", first.url], cwd=first.directory, timeout=60,
         env={**os.environ, "AETHER_TOKEN": auth["Authorization"].split()[1]},
         capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr

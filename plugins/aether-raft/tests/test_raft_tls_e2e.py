@@ -26,7 +26,7 @@ tls_ca_file = "tls/ca.pem"
 def _install_certificates(cluster: Cluster, ca: TestCA) -> None:
     for member in cluster.members.values():
         files = ca.issue(member.name)
-        target = member.dir / "tls"
+        target = member.directory / "tls"
         target.mkdir()
         shutil.copy(files.cert, target / "node.pem")
         shutil.copy(files.key, target / "node.key")
