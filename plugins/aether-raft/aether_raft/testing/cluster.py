@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from aether_core.testing.processes import AetherProcess, free_ports
 from aether_raft.testing.proxy import LinkProxy
 
 PASSWORD = "raft-faults-admin-password"
@@ -50,26 +47,6 @@ class ClusterError(AssertionError):
     """The cluster did not reach a state in time (a test failure, with the reason)."""
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def aether_command() -> str:
-    found = Path(sys.executable).with_name("aether")
-    if found.exists():
-        return str(found)
-    which = shutil.which("aether")
-    if which is None:
-        raise ClusterError("the aether command is not installed (pip install -e .)")
-    return which
-
-
 @dataclass
 class Timing:
     election_timeout_ms: int = 1000
@@ -80,23 +57,21 @@ class Timing:
     leader_wait_ms: int = 15_000
 
 
-class Member:
+class Member(AetherProcess):
     def __init__(self, root: Path, name: str, api_port: int, raft_port: int) -> None:
+        super().__init__(root / name, url=f"http://127.0.0.1:{api_port}",
+                         env={"AETHER_ADMIN_PASSWORD": PASSWORD,
+                              "AETHER_SIGNING_KEY": SIGNING_KEY,
+                              "AETHER_CLUSTER_SECRET": CLUSTER_SECRET})
         self.name = name
-        self.dir = root / name
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.api_port = api_port
         self.raft_port = raft_port
-        self.url = f"http://127.0.0.1:{api_port}"
         self.listen = f"127.0.0.1:{raft_port}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
-        self.log = self.dir / "out.log"
 
-    def write_manifest(self, peers: dict[str, str], timing: Timing, *, join: bool = False
-                       ) -> None:
+    def configure(self, peers: dict[str, str], timing: Timing, *, join: bool = False) -> None:
         listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
-        (self.dir / "aether.toml").write_text(f"""
+        self.write_manifest(f"""
 [node]
 name = "{self.name}"
 data_dir = "data"
@@ -124,51 +99,37 @@ use = "admin"
 listen = "127.0.0.1:{self.api_port}"
 """)
 
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        if self.alive:
-            return
-        env = {**os.environ, "AETHER_ADMIN_PASSWORD": PASSWORD,
-               "AETHER_SIGNING_KEY": SIGNING_KEY, "AETHER_CLUSTER_SECRET": CLUSTER_SECRET}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [aether_command(), "up", "-m", "aether.toml", "--log-format", "json"],
-                cwd=self.dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    def start(self) -> None:  # type: ignore[override]  # the cluster waits for them all
+        if not self.alive:
+            self.launch()
         self.paused = False
 
     def kill(self) -> None:
         """kill -9 (a crash: nothing is flushed that was not fsync'd)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        super().kill()
         self.paused = False
 
     def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        super().pause()
         self.paused = True
 
     def resume(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
+        if self.alive:
+            super().resume()
         self.paused = False
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.resume()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    def stop(self) -> None:  # type: ignore[override]
+        """SIGTERM (a paused node is resumed first); kill -9 if it hangs."""
+        if self.alive:
+            assert self.proc is not None
+            self.resume()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._close_log()
 
 
 class FaultCluster:
@@ -193,7 +154,7 @@ class FaultCluster:
         for name in self.members:
             await self._wire(name)
         for name, member in self.members.items():
-            member.write_manifest(self._peer_addresses(name), self.timing)
+            member.configure(self._peer_addresses(name), self.timing)
         for member in self.members.values():
             member.start()
 
@@ -268,7 +229,7 @@ class FaultCluster:
         self.members[name] = member  # first, so its ports are kept from the proxies
         for other, target in others:
             self.links[(name, other)] = await self._proxy(f"{name}->{other}", target.listen)
-        member.write_manifest(self._peer_addresses(name), self.timing, join=True)
+        member.configure(self._peer_addresses(name), self.timing, join=True)
         return member
 
     async def add_member(self, member: Member, via: Member, seconds: float = 40.0
