@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from aether_core.testing.processes import free_ports
+
 PASSWORD = "raft-bench-admin-password"
 SIGNING_KEY = "raft-bench-signing-key-0123456789abcdef"
 CLUSTER_SECRET = "raft-bench-cluster-secret-0123456789"
@@ -38,14 +39,6 @@ NAMES = ("node-1", "node-2", "node-3")
 VALUE = {"owner": "team-bench", "enabled": True, "replicas": 3, "data": "y" * 100}
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def manifest(name: str, api: int, raft: dict[str, int]) -> str:

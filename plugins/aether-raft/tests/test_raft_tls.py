@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 import ssl
 import struct
 import warnings
@@ -22,6 +21,8 @@ from aether_raft.network import PeerNetwork
 from aether_raft.tls import PeerTLS, load
 from aether_raft.wire import MAX_FRAME, WireError, dial, frame, read_frame
 from raft_tls_certs import NodeFiles, TestCA
+
+from aether_core.testing.processes import free_ports as _ports
 
 SECRET = b"s" * 32
 
@@ -76,14 +77,6 @@ def _events(logs: Sequence[MutableMapping[str, Any]], event: str
     return [e for e in logs if e["event"] == event]
 
 
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.mark.parametrize("secret", [SECRET, None], ids=["tls+secret", "tls-only"])

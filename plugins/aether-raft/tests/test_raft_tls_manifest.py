@@ -5,7 +5,6 @@ from those settings replicating over mutual TLS with no cluster secret."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from aether_core.errors import ConfigurationError
 from aether_core.manager import ConfigManager
 from aether_core.manifest import read, resolve
 from aether_core.providers import NodeInfo
+from aether_core.testing.processes import free_ports as _ports
 
 SECRET = "cluster-secret-0123456789abcdef"
 
@@ -107,14 +107,6 @@ def test_key_material_in_the_manifest_is_refused_and_not_echoed(ca: TestCA) -> N
         assert "PRIVATE KEY" not in str(caught.value)
 
 
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 async def _leader(managers: dict[str, ConfigManager]) -> str:

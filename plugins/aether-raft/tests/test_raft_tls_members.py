@@ -5,7 +5,6 @@ in (it stays a learner that never caught up, and sees none of the log)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,7 @@ from raft_tls_certs import NodeFiles, TestCA
 from aether_core import MemoryStorage
 from aether_core.manager import ConfigManager
 from aether_core.providers import NodeInfo
-
-
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from aether_core.testing.processes import free_ports as _ports
 
 
 def _manager(name: str, listen: str, peers: dict[str, str], files: NodeFiles,

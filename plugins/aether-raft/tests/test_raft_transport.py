@@ -4,7 +4,6 @@ and the manifest settings (secrets by reference only, peers need a secret)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,11 @@ from aether_core.errors import ConfigurationError, Unavailable
 from aether_core.manager import ConfigManager
 from aether_core.manifest import read, resolve
 from aether_core.providers import NodeInfo
+from aether_core.testing.processes import free_ports as _ports
 
 SECRET = "cluster-secret-0123456789abcdef"
 
 
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _settings(name: str, addresses: dict[str, str], secret: str = SECRET) -> RaftSettings:
