@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aether_raft.testing.cluster import Timing, raft_manifest
 
 from aether_core.testing.processes import AetherProcess, free_ports, until
 from aether_core.testing.processes import aether_command as aether
@@ -37,35 +38,9 @@ class Member(AetherProcess):
 
     def configure(self, peers: dict[str, str], *, join: bool = False, extra: str = "",
                   leader_wait_ms: int = 30_000) -> None:
-        listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
-        self.write_manifest(f"""
-[node]
-name = "{self.name}"
-data_dir = "data"
-
-[storage]
-use = "sqlite"
-
-[transport]
-use = "raft"
-listen = "{self.listen}"
-peers = {{ {listed} }}
-cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
-election_timeout_ms = 1000
-heartbeat_interval_ms = 100
-leader_wait_ms = {leader_wait_ms}
-join = {"true" if join else "false"}
-{extra}
-
-[auth]
-use = "jwt"
-signing_key = "${{env:AETHER_SIGNING_KEY}}"
-token_ttl = 600
-
-[[services]]
-use = "admin"
-listen = "127.0.0.1:{self.api}"
-""")
+        self.write_manifest(raft_manifest(
+            self.name, self.listen, self.api, peers, Timing(leader_wait_ms=leader_wait_ms),
+            join=join, extra=extra, token_ttl=600))
 
     def start(self) -> None:  # type: ignore[override]  # the cluster waits for them all
         self.launch()

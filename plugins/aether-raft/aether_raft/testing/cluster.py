@@ -57,6 +57,43 @@ class Timing:
     leader_wait_ms: int = 15_000
 
 
+def raft_manifest(name: str, listen: str, api_port: int, peers: dict[str, str],
+                  timing: Timing, *, join: bool = False, extra: str = "",
+                  token_ttl: int = 86400) -> str:
+    """A raft node's manifest: SQLite, the admin API on ``api_port``, secrets from the
+    environment (``AETHER_CLUSTER_SECRET``, ``AETHER_SIGNING_KEY``); ``extra`` goes
+    into the ``[transport]`` table."""
+    listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
+    return f"""
+[node]
+name = "{name}"
+data_dir = "data"
+
+[storage]
+use = "sqlite"
+
+[transport]
+use = "raft"
+listen = "{listen}"
+peers = {{ {listed} }}
+cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
+election_timeout_ms = {timing.election_timeout_ms}
+heartbeat_interval_ms = {timing.heartbeat_interval_ms}
+leader_wait_ms = {timing.leader_wait_ms}
+join = {"true" if join else "false"}
+{extra}
+
+[auth]
+use = "jwt"
+signing_key = "${{env:AETHER_SIGNING_KEY}}"
+token_ttl = {token_ttl}
+
+[[services]]
+use = "admin"
+listen = "127.0.0.1:{api_port}"
+"""
+
+
 class Member(AetherProcess):
     def __init__(self, root: Path, name: str, api_port: int, raft_port: int) -> None:
         super().__init__(root / name, url=f"http://127.0.0.1:{api_port}",
@@ -70,34 +107,8 @@ class Member(AetherProcess):
         self.paused = False
 
     def configure(self, peers: dict[str, str], timing: Timing, *, join: bool = False) -> None:
-        listed = ", ".join(f'"{n}" = "{a}"' for n, a in sorted(peers.items()))
-        self.write_manifest(f"""
-[node]
-name = "{self.name}"
-data_dir = "data"
-
-[storage]
-use = "sqlite"
-
-[transport]
-use = "raft"
-listen = "{self.listen}"
-peers = {{ {listed} }}
-cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
-election_timeout_ms = {timing.election_timeout_ms}
-heartbeat_interval_ms = {timing.heartbeat_interval_ms}
-leader_wait_ms = {timing.leader_wait_ms}
-{"join = true" if join else ""}
-
-[auth]
-use = "jwt"
-signing_key = "${{env:AETHER_SIGNING_KEY}}"
-token_ttl = 86400
-
-[[services]]
-use = "admin"
-listen = "127.0.0.1:{self.api_port}"
-""")
+        self.write_manifest(raft_manifest(self.name, self.listen, self.api_port, peers, timing,
+                                          join=join))
 
     def start(self) -> None:  # type: ignore[override]  # the cluster waits for them all
         if not self.alive:
