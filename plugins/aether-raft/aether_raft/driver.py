@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -41,6 +41,7 @@ from aether_raft.node import _chunks, command_of, snapshot_of
 log = structlog.get_logger("aether.raft")
 
 RECENT_RESULTS = 4096
+T = TypeVar("T")
 
 
 class NotApplied(Unavailable):
@@ -70,7 +71,8 @@ class RaftDriver:
         self.send = send
         self.tick_seconds = tick_seconds
         self._inbox: list[Message] = []
-        self._requests: list[Callable[[], None]] = []
+        #: Steps waiting for the driver task, with the futures of their callers.
+        self._requests: list[tuple[asyncio.Future[Any], Callable[[], None]]] = []
         self._wake = asyncio.Event()
         self._proposals: dict[int, tuple[int, asyncio.Future[CommitResult]]] = {}
         self._reads: dict[int, asyncio.Future[int]] = {}
@@ -118,45 +120,21 @@ class RaftDriver:
 
     async def propose(self, command: Command) -> CommitResult:
         """Order ``command``; returns what applying it did on this node."""
-        self.check()
         data = encode(command)
-        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        applied: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
 
-        def request() -> None:  # runs in the driver task, never between ready and advance
-            if future.done():  # the caller gave up (timeout, cancel) meanwhile
-                return
-            try:
-                index = self.core.propose(data)
-            except RaftError as exc:
-                future.set_exception(_not_applied(exc))
-            else:
-                self._proposals[index] = (self.core.term, future)
+        def start() -> None:
+            self._proposals[self.core.propose(data)] = (self.core.term, applied)
 
-        self._requests.append(request)
-        self._wake.set()
-        return await future
+        await self._in_loop(start)
+        return await applied
 
     async def append(self, data: bytes) -> tuple[int, int]:
         """As the leader, append an encoded command; returns its (index, term) at once.
 
         Used for writes forwarded by a follower, which waits for the apply itself.
         """
-        self.check()
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-
-        def request() -> None:
-            if future.done():  # the caller gave up (timeout, cancel) meanwhile
-                return
-            try:
-                index = self.core.propose(data)
-            except RaftError as exc:
-                future.set_exception(_not_applied(exc))
-            else:
-                future.set_result((index, self.core.term))
-
-        self._requests.append(request)
-        self._wake.set()
-        return await future
+        return await self._in_loop(lambda: (self.core.propose(data), self.core.term))
 
     async def wait_applied(self, index: int, term: int) -> CommitResult:
         """The result of applying the entry (index, term) here, once it is applied."""
@@ -180,46 +158,13 @@ class RaftDriver:
         :raises ConfChangeRejected: not allowed now (another change pending, …).
         :raises NotApplied: this node is not the leader (any more).
         """
-        self.check()
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-
-        def request() -> None:
-            if future.done():  # the caller gave up (timeout, cancel) meanwhile
-                return
-            try:
-                index = self.core.propose_conf_change(op, node, address)
-            except ConfChangeRejected as exc:
-                future.set_exception(exc)
-            except RaftError as exc:
-                future.set_exception(_not_applied(exc))
-            else:
-                future.set_result((index, self.core.term))
-
-        self._requests.append(request)
-        self._wake.set()
-        index, term = await future
+        index, term = await self._in_loop(
+            lambda: (self.core.propose_conf_change(op, node, address), self.core.term))
         await self.wait_entry(index, term)
 
     async def transfer_leadership(self, target: str) -> None:
         """As the leader, hand leadership to ``target`` (it happens a little later)."""
-        self.check()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def request() -> None:
-            if future.done():  # the caller gave up (timeout, cancel) meanwhile
-                return
-            try:
-                self.core.transfer_leadership(target)
-            except ConfChangeRejected as exc:
-                future.set_exception(exc)
-            except RaftError as exc:
-                future.set_exception(_not_applied(exc))
-            else:
-                future.set_result(None)
-
-        self._requests.append(request)
-        self._wake.set()
-        await future
+        await self._in_loop(lambda: self.core.transfer_leadership(target))
 
     async def wait_entry(self, index: int, term: int) -> None:
         """Until the entry (index, term) is applied here; :class:`NotApplied` if another
@@ -252,26 +197,18 @@ class RaftDriver:
 
         :param timeout: how long to wait for the leader to confirm the read index (a
             leader that stopped never answers): then :class:`NotApplied` (retry it)."""
-        self.check()
         self._ctx += 1
         ctx = self._ctx
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        confirmed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-        def request() -> None:
-            if future.done():  # the caller gave up (timeout, cancel) meanwhile
-                return
-            try:
-                self.core.read_index(ctx)
-            except RaftError as exc:
-                future.set_exception(_not_applied(exc))
-            else:
-                self._reads[ctx] = future
+        def start() -> None:
+            self.core.read_index(ctx)
+            self._reads[ctx] = confirmed
 
-        self._requests.append(request)
-        self._wake.set()
         try:
             async with asyncio.timeout(timeout):
-                index = await future
+                await self._in_loop(start)
+                index = await confirmed
         except TimeoutError:
             raise NotApplied("the leader did not confirm a read index in time") from None
         finally:
@@ -282,6 +219,33 @@ class RaftDriver:
             await applied
 
     # -- the loop --------------------------------------------------------------------
+
+    async def _in_loop(self, step: Callable[[], T]) -> T:
+        """Run ``step`` in the driver task, between two Readies — the core's contract:
+        only that task steps, ticks or proposes — and return what it returned.
+
+        The core refusing (:class:`RaftError`) means certainly not applied:
+        :class:`NotApplied`, except :class:`ConfChangeRejected`, which passes as is. A
+        step whose caller gave up before the driver got to it is skipped.
+        """
+        self.check()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            if future.done():
+                return
+            try:
+                result = step()
+            except ConfChangeRejected as exc:
+                future.set_exception(exc)
+            except RaftError as exc:
+                future.set_exception(_not_applied(exc))
+            else:
+                future.set_result(result)
+
+        self._requests.append((future, request))
+        self._wake.set()
+        return await future
 
     def check(self) -> None:
         if self.failure is not None:
@@ -305,7 +269,7 @@ class RaftDriver:
                 for message in inbox:
                     self.core.step(message)
                 requests, self._requests = self._requests, []
-                for request in requests:
+                for _, request in requests:
                     request()
                 while self.core.has_ready():
                     await self._handle_ready()
@@ -421,6 +385,10 @@ class RaftDriver:
             self._fail_all(error)
 
     def _fail_all(self, error: Unavailable) -> None:
+        requests, self._requests = self._requests, []
+        for requested, _ in requests:
+            if not requested.done():
+                requested.set_exception(error)
         for _, future in self._proposals.values():
             if not future.done():
                 future.set_exception(error)
