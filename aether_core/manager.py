@@ -31,7 +31,7 @@ from aether_core.errors import (
     SchemaIncompatible,
     VersionConflict,
 )
-from aether_core.records import CommitResult, Page, Record
+from aether_core.records import PUBLIC_KINDS, CommitResult, Page, Record
 from aether_core.rollout import Rollouts
 from aether_core.schemas import binding_for, check_schema_document, schema_errors, validate
 from aether_core.secrets import fields
@@ -528,9 +528,14 @@ class ConfigManager:
     # -- watch, export, import -----------------------------------------------------
 
     async def watch(
-        self, prefix: str = "", since: int | None = None, *, kinds: frozenset[str] | None = None
+        self, prefix: str = "", since: int | None = None, *,
+        kinds: frozenset[str] | None = PUBLIC_KINDS,
     ) -> Subscription:
-        """Change events after revision ``since`` (now, if ``None``); see :class:`WatchHub`."""
+        """Change events after revision ``since`` (now, if ``None``); see :class:`WatchHub`.
+
+        By default configs and schemas, what a user of Aether watches; the kernel's own
+        followers name the kinds they need (users, revoked tokens, secrets), and ``None``
+        means every kind."""
         return await self.hub.subscribe(prefix, since, kinds=kinds)
 
     async def revision(self) -> int:

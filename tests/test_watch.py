@@ -194,3 +194,14 @@ async def test_a_batch_holds_every_ready_event_and_a_wake_ends_a_wait(
         assert [e.name for e in await subscription.next_batch()] == ["app/d"]
     subscription.close()
     assert manager.hub.subscriber_count == 0
+
+
+async def test_a_plain_watch_carries_configs_and_schemas_only(manager: ConfigManager) -> None:
+    from aether_core.commands import PutUser
+
+    await manager.propose(PutUser(name="alice", uid="u-1", password_hash="x", roles=["viewer"]))
+    await manager.put("app/a", {"a": 1})
+    events = await take(await manager.watch("", since=0), 1)
+    assert [(e.kind, e.name) for e in events] == [("config", "app/a")]
+    everything = await take(await manager.watch("", since=0, kinds=None), 2)
+    assert [e.kind for e in everything] == ["user", "config"]
