@@ -31,12 +31,16 @@ from aether_core.transport.local import LocalTransport
 
 
 class SerialTransport(LocalTransport):
-    """``local`` with its lock even over a shared store: one command at a time."""
+    """``local`` with a lock even over a shared store: one command at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._one_at_a_time = asyncio.Lock()
 
     async def propose(self, command: Command) -> CommitResult:
         if self._state_machine is None:
             raise Unavailable("the transport is not started")
-        async with self._lock:
+        async with self._one_at_a_time:
             return await self._state_machine.apply(command)
 
 

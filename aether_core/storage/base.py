@@ -82,6 +82,16 @@ class Storage(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release connections and files. Idempotent."""
 
+    def group(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """``async with storage.group():`` — the commits this task makes inside may share
+        one trip to the disk: they become durable, and visible to other readers and to
+        :meth:`changes`, together when the block ends; inside it, this task reads its own
+        commits. A commit that fails takes back only its own writes; if the block ends
+        with an exception, or its final flush fails, none of it is kept. The transport
+        acknowledges the commands only after the block. Default: every commit stands on
+        its own (the block does nothing)."""
+        return contextlib.nullcontext()
+
     async def rely_on_log(self) -> None:  # noqa: B027 - optional hook, empty by default
         """The transport keeps its own fsynced log of every command and re-applies it from
         :meth:`applied_index` after a crash (raft does). A backend may then stop forcing

@@ -13,9 +13,11 @@ read itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +81,9 @@ class SqliteStorage(Storage):
         self._lock = threading.Lock()
         #: Commits run on the event loop once they no longer fsync (see rely_on_log).
         self._inline = False
+        #: The writer connection, in the task that holds an open group (see group()).
+        self._group: ContextVar[sqlite3.Connection | None] = ContextVar(
+            f"sqlite-group-{id(self)}", default=None)
 
     @classmethod
     def from_settings(cls, settings: SqliteSettings, node: NodeInfo) -> SqliteStorage:
@@ -89,6 +94,13 @@ class SqliteStorage(Storage):
     # -- plumbing --------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        group = self._group.get()
+        if group is not None:  # this task's open group holds the writer connection
+            try:
+                return fn(group)
+            except sqlite3.Error as exc:
+                raise StorageFault(f"sqlite storage {self.path}: {exc}") from exc
+
         def call() -> T:
             with self._lock:
                 if self._conn is None:
@@ -103,10 +115,13 @@ class SqliteStorage(Storage):
         return await asyncio.to_thread(call)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._reader is None:
+        # Inside a group its own task reads through the group's transaction (it must see
+        # the commands before it); everyone else reads what is committed.
+        conn = self._group.get() or self._reader
+        if conn is None:
             raise StorageFault(f"sqlite storage {self.path} is not open")
         try:
-            return fn(self._reader)
+            return fn(conn)
         except sqlite3.Error as exc:
             raise StorageFault(f"sqlite storage {self.path}: {exc}") from exc
 
@@ -178,7 +193,42 @@ class SqliteStorage(Storage):
 
     # -- writes ----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def group(self) -> AsyncIterator[None]:
+        # One transaction for the whole group, on the event loop (nothing in it waits for
+        # the disk); each commit in it is a savepoint; the COMMIT — the one fsync — runs
+        # in the worker thread. Other tasks see nothing of the group before that.
+        if self._inline or self._group.get() is not None:
+            yield  # no fsync to share (raft's log is durable), or already in a group
+            return
+        await asyncio.to_thread(self._lock.acquire)
+        conn = self._conn
+        committed = False
+        try:
+            if conn is None:
+                raise StorageFault(f"sqlite storage {self.path} is not open")
+            await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+            token = self._group.set(conn)
+            try:
+                yield
+            finally:
+                self._group.reset(token)
+            try:
+                await asyncio.to_thread(conn.execute, "COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageFault(f"sqlite storage {self.path}: {exc}") from exc
+            committed = True
+        finally:
+            if conn is not None and not committed and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._lock.release()
+        self._notify()
+
     async def commit(self, writes: Sequence[Write], log_index: int | None = None) -> CommitResult:
+        group = self._group.get()
+        if group is not None:
+            return self._commit_in_group(group, writes, log_index)
+
         def txn(conn: sqlite3.Connection) -> CommitResult:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -192,6 +242,23 @@ class SqliteStorage(Storage):
         result = await self._run(txn)
         if result.records:
             self._notify()
+        return result
+
+    def _commit_in_group(
+        self, conn: sqlite3.Connection, writes: Sequence[Write], log_index: int | None
+    ) -> CommitResult:
+        # A savepoint per commit: one that fails takes back only its own writes.
+        try:
+            conn.execute("SAVEPOINT aether_commit")
+            try:
+                result = self._commit_locked(conn, writes, log_index)
+            except BaseException:
+                conn.execute("ROLLBACK TO aether_commit")
+                raise
+            finally:
+                conn.execute("RELEASE aether_commit")
+        except sqlite3.Error as exc:
+            raise StorageFault(f"sqlite storage {self.path}: {exc}") from exc
         return result
 
     def _commit_locked(

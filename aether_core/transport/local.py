@@ -5,9 +5,12 @@ database's compare-and-set orders conflicting writes, and its change feed tells 
 node what the others did.
 
 Over a node's own store, commands apply one at a time, so revisions follow proposal
-order. Over a shared store they apply concurrently: the database already orders writes
-from many nodes, so one more writer in this process needs no lock of ours — and
-concurrent commits are what lets such a store group several into one transaction.
+order — and those that arrive while one group is being made durable go together in the
+next ``Storage.group()``: one fsync for all of them (group commit), each acknowledged
+only once it is durable. Over a shared store they apply concurrently: the database
+already orders writes from many nodes, so one more writer in this process needs no
+queue of ours — and concurrent commits are what lets such a store group several into
+one transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from aether_core.records import CommitResult
 from aether_core.statemachine import StateMachine
 from aether_core.transport.base import LeaderInfo, Transport, TransportSettings
 
+#: The most commands one group takes (a bound on the latency of its first command).
+GROUP_LIMIT = 256
+
 
 class LocalSettings(TransportSettings):
     """``[transport] use = "local"`` takes no settings."""
@@ -33,10 +39,9 @@ class LocalTransport(Transport):
     def __init__(self, node_name: str = "local") -> None:
         self.node_name = node_name
         self._state_machine: StateMachine | None = None
-        # One apply at a time keeps revisions in proposal order within this process
-        # (only over a store of its own: see the module's docstring).
-        self._lock = asyncio.Lock()
         self._serial = True
+        self._queue: list[tuple[Command, asyncio.Future[CommitResult]]] = []
+        self._applier: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: LocalSettings, node: NodeInfo) -> LocalTransport:
@@ -47,12 +52,41 @@ class LocalTransport(Transport):
         self._serial = not state_machine.storage.shared
 
     async def propose(self, command: Command) -> CommitResult:
-        if self._state_machine is None:
+        state_machine = self._state_machine
+        if state_machine is None:
             raise Unavailable("the local transport is not started")
         if not self._serial:
-            return await self._state_machine.apply(command)
-        async with self._lock:
-            return await self._state_machine.apply(command)
+            return await state_machine.apply(command)
+        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.get_running_loop().create_task(
+                self._apply_queued(state_machine), name="aether-local-apply")
+        return await future
+
+    async def _apply_queued(self, state_machine: StateMachine) -> None:
+        while self._queue:
+            # A caller that gave up before its turn is not applied.
+            batch = [(c, f) for c, f in self._queue[:GROUP_LIMIT] if not f.done()]
+            del self._queue[:GROUP_LIMIT]
+            outcomes: list[tuple[asyncio.Future[CommitResult], CommitResult | Exception]] = []
+            try:
+                async with state_machine.storage.group():
+                    for command, future in batch:
+                        try:
+                            outcome: CommitResult | Exception = await state_machine.apply(command)
+                        except Exception as exc:  # this command's error, not the group's
+                            outcome = exc
+                        outcomes.append((future, outcome))
+            except Exception as exc:  # the group did not become durable: nothing of it did
+                outcomes = [(future, exc) for _, future in batch]
+            for future, outcome in outcomes:
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
     async def read_barrier(self) -> None:
         return None
@@ -65,3 +99,11 @@ class LocalTransport(Transport):
 
     async def close(self) -> None:
         self._state_machine = None
+        applier, self._applier = self._applier, None
+        if applier is not None:
+            # Let the group in flight finish: its commands may already be durable.
+            await asyncio.wait({applier})
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(Unavailable("the local transport is stopping"))
+        self._queue.clear()
