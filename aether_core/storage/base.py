@@ -70,6 +70,10 @@ class Storage(ABC):
     #: True when several nodes may use one instance of the store at once (Postgres,
     #: Redis, S3). Raft refuses a shared store: each node must own its copy.
     shared: ClassVar[bool] = False
+    #: True when :meth:`snapshot` reads the records and ``applied_index`` in one
+    #: consistent read, so commits may go on while it runs (raft then compacts its log
+    #: without pausing); otherwise the caller keeps commits out meanwhile.
+    snapshot_is_consistent: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._changed = asyncio.Event()

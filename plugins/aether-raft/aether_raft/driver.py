@@ -94,6 +94,8 @@ class RaftDriver:
         self._entries: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
         #: Counters ``cluster status`` shows.
         self.snapshots_taken = 0
+        #: The background read of a snapshot, while one runs (see _compact).
+        self._snapshotting: asyncio.Task[tuple[int, bytes, float]] | None = None
         self.snapshots_installed = 0
         self.last_snapshot_seconds = 0.0
 
@@ -105,6 +107,10 @@ class RaftDriver:
     async def close(self) -> None:
         self._stopping = True
         self._wake.set()
+        snapshotting, self._snapshotting = self._snapshotting, None
+        if snapshotting is not None:
+            snapshotting.cancel()
+            await asyncio.gather(snapshotting, return_exceptions=True)
         if self._task is not None:
             # The flag too: on 3.11 wait_for() may swallow a cancel that races a wakeup.
             self._task.cancel()
@@ -273,7 +279,9 @@ class RaftDriver:
                     request()
                 while self.core.has_ready():
                     await self._handle_ready()
-                if (self.snapshot_every
+                if self._snapshotting is not None and self._snapshotting.done():
+                    await self._compact_to(self._snapshotting)
+                if (self.snapshot_every and self._snapshotting is None
                         and self.core.applied - self.core.log.snapshot.index
                         >= self.snapshot_every):
                     await self._compact()
@@ -287,12 +295,35 @@ class RaftDriver:
             self._fail_all(Unavailable(f"the raft node stopped: {exc!r}"))
 
     async def _compact(self) -> None:
-        """Snapshot the state machine at its applied index and compact the log to it.
+        """Snapshot the state machine and compact the log to the snapshot's index.
 
-        Runs in the driver task between Readies, so no entry is applied while the store
-        is read; the file write (fsync) happens in the next Ready's worker thread."""
+        A store whose snapshot is one consistent read (``snapshot_is_consistent``: it
+        names the applied index it reflects) is read in the background while the driver
+        goes on ticking and applying — a large store then delays neither heartbeats nor
+        writes. Any other store is read here, between Readies, so nothing is applied
+        meanwhile. The file write (fsync) happens in the next Ready's worker thread."""
         started = time.monotonic()
-        index, data = await snapshot_of(self.state_machine.storage)
+        storage = self.state_machine.storage
+        if not storage.snapshot_is_consistent:
+            done: asyncio.Future[tuple[int, bytes, float]] = \
+                asyncio.get_running_loop().create_future()
+            done.set_result((*await snapshot_of(storage), started))
+            await self._compact_to(done)
+            return
+
+        async def read() -> tuple[int, bytes, float]:
+            return (*await snapshot_of(storage), started)
+
+        self._snapshotting = asyncio.get_running_loop().create_task(read(), name="raft-snapshot")
+        self._snapshotting.add_done_callback(lambda _: self._wake.set())
+
+    async def _compact_to(self, snapshot: asyncio.Future[tuple[int, bytes, float]]) -> None:
+        self._snapshotting = None
+        try:
+            index, data, started = snapshot.result()
+        except Exception as exc:  # a failed read is retried at the next period
+            log.warning("raft.snapshot_failed", error=f"{type(exc).__name__}: {exc}")
+            return
         if not self.core.log.snapshot.index < index <= self.core.applied:
             return  # the store is behind the log (it cannot be ahead): try again later
         self.core.compact(index, data)

@@ -33,8 +33,13 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 async def snapshot_of(storage: Storage) -> tuple[int, bytes]:
     """The storage's snapshot and the log index it reflects.
 
-    The caller must keep anything from being applied meanwhile (the driver does: it
-    applies, and it is the one waiting here)."""
+    A store whose snapshot is one consistent read names its index in the header; for any
+    other the caller must keep anything from being applied meanwhile (the driver does:
+    it applies, and it is the one waiting here)."""
+    if storage.snapshot_is_consistent:
+        data = b"".join([chunk async for chunk in storage.snapshot()])
+        header = msgspec.json.decode(data.partition(b"\n")[0], type=SnapshotHeader)
+        return header.applied_index, data
     index = await storage.applied_index()
     if type(storage).snapshot is not Storage.snapshot:
         return index, b"".join([chunk async for chunk in storage.snapshot()])
