@@ -102,6 +102,16 @@ class PeerNetwork:
         except asyncio.QueueFull:
             self.dropped += 1
 
+    async def flush(self, timeout: float) -> None:
+        """Give the messages already queued up to ``timeout`` seconds to go out (a
+        stopping node's last answers); peers that are down keep theirs."""
+        for _ in range(max(1, round(timeout / 0.01))):
+            if all(queue.empty() for peer, queue in self._queues.items()
+                   if peer in self.connected):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the last batch taken from a queue is being written
+
     async def close(self) -> None:
         self._stopping = True
         if self._server is not None:

@@ -478,6 +478,15 @@ class RaftTransport(Transport):
 
     async def close(self) -> None:
         await self._hand_over()
+        if self.driver is not None:
+            # First the driver: a forwarded write still queued in it fails "stopping" —
+            # never appended — and its follower is told so and retries with the next
+            # leader, instead of waiting out FORWARD_SECONDS for an answer that never
+            # comes. The answers go out before the network closes.
+            await self.driver.close()
+            await asyncio.sleep(0)
+            if self.network is not None:
+                await self.network.flush(timeout=0.5)
         for task in list(self._tasks):
             task.cancel()
         for waiting in self._forwards.values():
@@ -486,8 +495,6 @@ class RaftTransport(Transport):
         for op_waiting in self._ops.values():
             if not op_waiting.done():
                 op_waiting.set_exception(Unavailable("the raft node is stopping"))
-        if self.driver is not None:
-            await self.driver.close()
         if self.network is not None:
             await self.network.close()
             self.network = None
