@@ -143,9 +143,14 @@ async def test_binding_swaps_typed_values_and_runs_sync_and_async_callbacks(
             await asyncio.sleep(0.02)
         assert [(n["version"], n["errors"][0]["path"]) for n in nacks] == [(3, "rate")]
 
-        # The last good value is on disk for the next start.
+        # The last good value is on disk for the next start (written just after the
+        # callbacks ran, so give it a moment).
         assert c.cache is not None
-        cached = c.cache.load("sdk/bind/limits")
+        for _ in range(250):
+            cached = c.cache.load("sdk/bind/limits")
+            if cached is not None and cached.version == 4:
+                break
+            await asyncio.sleep(0.02)
         assert cached is not None and (cached.version, cached.value) == (
             4, {"rate": 7, "burst": 10})
 
