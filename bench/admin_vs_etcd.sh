@@ -22,16 +22,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# lib.sh's bench() takes the Lua script relative to the shared folder; ours live in bench/lua.
-mybench() {  # LABEL CONNS URL LUA_PATH
-  local label=$1 conns=$2 url=$3 lua=$4 r out line
-  for r in $(seq 1 "$REPS"); do
-    out=$(wrk -t"$THREADS" -c"$conns" -d"$DUR" --latency -s "$lua" "$url" 2>&1) || true
-    { echo "=== $label conns=$conns rep=$r url=$url lua=$lua"; echo "$out"; } >> "$RESULTS/wrk_full.log"
-    line=$(grep '^RESULT' <<<"$out" || echo "RESULT missing=1")
-    echo "$label conns=$conns rep=$r $line" | tee -a "$RESULTS/raw.txt" >&2
-  done
-}
 
 # token_and_seed PORT LOGIN_JSON -> prints a token after writing cfg-00000..NKEYS-1 once
 token_and_seed() {
@@ -94,11 +84,11 @@ BENCH_JWT=$BARE_JWT wrk -t"$THREADS" -c16 -d3s -s "$HERE/lua/admin_get.lua" "$B"
 BENCH_JWT=$AETHER_JWT wrk -t"$THREADS" -c16 -d3s -s "$HERE/lua/admin_get.lua" "$A" >/dev/null 2>&1 || true
 for c in $CONNS; do
   BENCH_SERIALIZABLE=0 bench etcd1-range-linearizable "$c" "$E" etcd_range.lua
-  BENCH_JWT=$BARE_JWT mybench bare-litestar-GET "$c" "$B" "$HERE/lua/admin_get.lua"
-  BENCH_JWT=$AETHER_JWT mybench aether-GET "$c" "$A" "$HERE/lua/admin_get.lua"
+  BENCH_JWT=$BARE_JWT ANCHORS="$HERE" bench bare-litestar-GET "$c" "$B" admin_get.lua
+  BENCH_JWT=$AETHER_JWT ANCHORS="$HERE" bench aether-GET "$c" "$A" admin_get.lua
   bench etcd1-put "$c" "$E" etcd_put.lua
-  BENCH_JWT=$BARE_JWT mybench bare-litestar-PUT "$c" "$B" "$HERE/lua/admin_put.lua"
-  BENCH_JWT=$AETHER_JWT mybench aether-PUT "$c" "$A" "$HERE/lua/admin_put.lua"
+  BENCH_JWT=$BARE_JWT ANCHORS="$HERE" bench bare-litestar-PUT "$c" "$B" admin_put.lua
+  BENCH_JWT=$AETHER_JWT ANCHORS="$HERE" bench aether-PUT "$c" "$A" admin_put.lua
 done
 cp "$WORK/aether.err" "$WORK/bare.err" "$RESULTS/" 2>/dev/null || true
 cleanup

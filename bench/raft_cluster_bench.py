@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from aether_raft.testing.cluster import Timing, raft_manifest
+
 from aether_core.testing.processes import free_ports
 
 PASSWORD = "raft-bench-admin-password"
@@ -42,30 +44,8 @@ VALUE = {"owner": "team-bench", "enabled": True, "replicas": 3, "data": "y" * 10
 
 
 def manifest(name: str, api: int, raft: dict[str, int]) -> str:
-    peers = ", ".join(f'"{n}" = "127.0.0.1:{p}"' for n, p in raft.items() if n != name)
-    return f"""
-[node]
-name = "{name}"
-data_dir = "data"
-
-[storage]
-use = "sqlite"
-
-[transport]
-use = "raft"
-listen = "127.0.0.1:{raft[name]}"
-peers = {{ {peers} }}
-cluster_secret = "${{env:AETHER_CLUSTER_SECRET}}"
-
-[auth]
-use = "jwt"
-signing_key = "${{env:AETHER_SIGNING_KEY}}"
-token_ttl = 3600
-
-[[services]]
-use = "admin"
-listen = "127.0.0.1:{api}"
-"""
+    peers = {n: f"127.0.0.1:{p}" for n, p in raft.items() if n != name}
+    return raft_manifest(name, f"127.0.0.1:{raft[name]}", api, peers, Timing(), token_ttl=3600)
 
 
 def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:

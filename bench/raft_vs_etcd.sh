@@ -41,21 +41,12 @@ export BENCH_JWT
 BENCH_JWT=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$WORK/info.json")
 log "etcd leader $ETCD_LEADER, aether leader $A"
 
-mybench() {  # LABEL CONNS URL LUA_PATH (our Lua scripts live in bench/lua)
-  local label=$1 conns=$2 url=$3 lua=$4 r out line
-  for r in $(seq 1 "$REPS"); do
-    out=$(wrk -t"$THREADS" -c"$conns" -d"$DUR" --latency -s "$lua" "$url" 2>&1) || true
-    { echo "=== $label conns=$conns rep=$r url=$url lua=$lua"; echo "$out"; } >> "$RESULTS/wrk_full.log"
-    line=$(grep '^RESULT' <<<"$out" || echo "RESULT missing=1")
-    echo "$label conns=$conns rep=$r $line" | tee -a "$RESULTS/raw.txt" >&2
-  done
-}
 
 warmup "$ETCD_LEADER" etcd_put.lua
 wrk -t"$THREADS" -c16 -d3s -s "$HERE/lua/admin_put.lua" "$A" >/dev/null 2>&1 || true
 for c in $CONNS; do
   bench etcd3-put "$c" "$ETCD_LEADER" etcd_put.lua
-  mybench aether3-PUT "$c" "$A" "$HERE/lua/admin_put.lua"
+  ANCHORS="$HERE" bench aether3-PUT "$c" "$A" admin_put.lua
 done
 stop_pid "$AETHER_PID"; AETHER_PID=""
 "$SHARED/etcd_up.sh" stop || true
